@@ -1,0 +1,242 @@
+"""Compiled kernels (numba) for the kNN hot loops.
+
+Each kernel has a slow, obvious reference implementation in :mod:`llmcf.cf.reference` that the
+tests use as an oracle. Kernels take plain arrays (CSR pieces) and integers so that they stay
+independent of the model classes.
+
+Similarity codes (``kind``): 0 cosine, 1 msd, 2 pearson, 3 pearson_baseline (cosine of
+baseline residuals with (n-1)/(n-1+shrinkage)), 4 adjusted_cosine (cosine of centred values).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+COSINE, MSD, PEARSON, PEARSON_BASELINE, ADJUSTED_COSINE = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, inline="always")
+def _finalise(kind, n, sab, saa, sbb, sa, sb, sdd, min_support, shrinkage):  # type: ignore[no-untyped-def]
+    """Similarity of one pair from its co-rated sums (see module docstring for ``kind``)."""
+    if n < min_support or n == 0:
+        return 0.0
+    if kind == MSD:
+        sim = 1.0 / (sdd / n + 1.0)
+    elif kind == PEARSON:
+        num = n * sab - sa * sb
+        den = np.sqrt((n * saa - sa * sa) * (n * sbb - sb * sb))
+        if den == 0.0:
+            return 0.0
+        sim = num / den
+    else:  # cosine family: cosine, pearson_baseline, adjusted_cosine
+        den = np.sqrt(saa * sbb)
+        if den == 0.0:
+            return 0.0
+        sim = sab / den
+    if shrinkage > 0.0:
+        sim *= (n - 1.0) / (n - 1.0 + shrinkage)
+    return sim
+
+
+@njit(cache=True)
+def _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values, kind,
+                    n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd, touched):  # type: ignore[no-untyped-def]
+    """Add the co-rated sums of row ``x`` against every other row into the accumulators.
+
+    Returns the number of touched rows, whose ids are in ``touched[:count]``.
+    """
+    count = 0
+    for e in range(x_indptr[x], x_indptr[x + 1]):
+        y = x_indices[e]
+        a = x_values[e]
+        for f in range(y_indptr[y], y_indptr[y + 1]):
+            x2 = y_indices[f]
+            if x2 == x:
+                continue
+            b = y_values[f]
+            if n_acc[x2] == 0:
+                touched[count] = x2
+                count += 1
+            n_acc[x2] += 1
+            s_ab[x2] += a * b
+            s_aa[x2] += a * a
+            s_bb[x2] += b * b
+            if kind == PEARSON:
+                s_a[x2] += a
+                s_b[x2] += b
+            elif kind == MSD:
+                d = a - b
+                s_dd[x2] += d * d
+    return count
+
+
+@njit(cache=True, parallel=True)
+def dense_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
+                     kind, min_support, shrinkage, out):  # type: ignore[no-untyped-def]
+    """Fill ``out[r, :]`` with the similarities of ``rows[r]`` to every x (diagonal = 1)."""
+    n_rows = rows.shape[0]
+    n_chunks = min(n_rows, 64)
+    for c in prange(n_chunks):
+        n_acc = np.zeros(n_x, np.int64)
+        s_ab = np.zeros(n_x)
+        s_aa = np.zeros(n_x)
+        s_bb = np.zeros(n_x)
+        s_a = np.zeros(n_x)
+        s_b = np.zeros(n_x)
+        s_dd = np.zeros(n_x)
+        touched = np.empty(n_x, np.int64)
+        for r in range(c, n_rows, n_chunks):
+            x = rows[r]
+            count = _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices,
+                                    y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd,
+                                    touched)
+            for t in range(count):
+                x2 = touched[t]
+                out[r, x2] = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2],
+                                       s_b[x2], s_dd[x2], min_support, shrinkage)
+                n_acc[x2] = 0
+                s_ab[x2] = 0.0
+                s_aa[x2] = 0.0
+                s_bb[x2] = 0.0
+                s_a[x2] = 0.0
+                s_b[x2] = 0.0
+                s_dd[x2] = 0.0
+            out[r, x] = 1.0
+
+
+@njit(cache=True, parallel=True)
+def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
+                    kind, min_support, shrinkage, k, min_sim, out_idx, out_sim):  # type: ignore[no-untyped-def]
+    """Keep, for each of ``rows``, its ``k`` most similar other rows with similarity > min_sim.
+
+    ``out_idx[r]`` (int32, -1 padded) and ``out_sim[r]`` are sorted by decreasing similarity,
+    ties broken by lower index. Memory: O(n_x) per thread plus the (len(rows), k) outputs.
+    """
+    n_rows = rows.shape[0]
+    n_chunks = min(n_rows, 256)
+    for c in prange(n_chunks):
+        n_acc = np.zeros(n_x, np.int64)
+        s_ab = np.zeros(n_x)
+        s_aa = np.zeros(n_x)
+        s_bb = np.zeros(n_x)
+        s_a = np.zeros(n_x)
+        s_b = np.zeros(n_x)
+        s_dd = np.zeros(n_x)
+        touched = np.empty(n_x, np.int64)
+        sims = np.empty(n_x)
+        for r in range(c, n_rows, n_chunks):
+            x = rows[r]
+            count = _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices,
+                                    y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd,
+                                    touched)
+            kept = 0
+            for t in range(count):
+                x2 = touched[t]
+                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
+                              s_dd[x2], min_support, shrinkage)
+                n_acc[x2] = 0
+                s_ab[x2] = 0.0
+                s_aa[x2] = 0.0
+                s_bb[x2] = 0.0
+                s_a[x2] = 0.0
+                s_b[x2] = 0.0
+                s_dd[x2] = 0.0
+                if s > min_sim:
+                    touched[kept] = x2
+                    sims[kept] = s
+                    kept += 1
+            cand = touched[:kept]
+            by_index = np.argsort(cand)
+            cand_sorted = cand[by_index]
+            sim_sorted = sims[:kept][by_index]
+            order = np.argsort(-sim_sorted, kind="mergesort")
+            m = min(k, kept)
+            for j in range(m):
+                out_idx[r, j] = cand_sorted[order[j]]
+                out_sim[r, j] = sim_sorted[order[j]]
+            for j in range(m, k):
+                out_idx[r, j] = -1
+                out_sim[r, j] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_sim, use_dense,
+                  n_x, ks, min_k, offset, scale, out_est, out_k):  # type: ignore[no-untyped-def]
+    """Neighbourhood estimates for pairs (px[p], py[p]) at several neighbour counts at once.
+
+    For pair p the candidates are the entries of row ``py[p]`` of the y-major matrix (in input
+    order); their similarity to ``px[p]`` comes from ``dense_sim`` or from the top-k lists.
+    Only candidates with similarity > 0 are used; they are sorted by decreasing similarity,
+    ties broken by input order (a stable sort), so the top-k set equals that of a stable
+    ``heapq.nlargest``. For each k in ``ks`` (ascending)::
+
+        est = offset[p] + scale[p] * sum(sim * dev) / sum(sim)   over the first k candidates
+
+    ``out_k[p, j]`` is the number of neighbours used; when it is below ``min_k`` (or zero),
+    ``out_est[p, j]`` is NaN and the caller applies the fallback.
+    """
+    n_pairs = px.shape[0]
+    n_ks = ks.shape[0]
+    k_max = ks[n_ks - 1]
+    n_chunks = min(n_pairs, 256)
+    for c in prange(n_chunks):
+        lookup = np.zeros(n_x if not use_dense else 1)
+        for p in range(c, n_pairs, n_chunks):
+            x = px[p]
+            y = py[p]
+            if x < 0 or y < 0:
+                for j in range(n_ks):
+                    out_est[p, j] = np.nan
+                    out_k[p, j] = 0
+                continue
+            if not use_dense:
+                for j in range(nbr_idx.shape[1]):
+                    nb = nbr_idx[x, j]
+                    if nb < 0:
+                        break
+                    lookup[nb] = nbr_sim[x, j]
+            start = y_indptr[y]
+            end = y_indptr[y + 1]
+            sims = np.empty(end - start)
+            devs = np.empty(end - start)
+            m = 0
+            for e in range(start, end):
+                x2 = y_indices[e]
+                s = dense_sim[x, x2] if use_dense else lookup[x2]
+                if s > 0.0:
+                    sims[m] = s
+                    devs[m] = y_dev[e]
+                    m += 1
+            if not use_dense:
+                for j in range(nbr_idx.shape[1]):
+                    nb = nbr_idx[x, j]
+                    if nb < 0:
+                        break
+                    lookup[nb] = 0.0
+            order = np.argsort(-sims[:m], kind="mergesort")
+            sum_sim = 0.0
+            sum_dev = 0.0
+            j = 0
+            limit = min(m, k_max)
+            for t in range(limit + 1):
+                # emit estimates for every k reached before adding candidate t
+                while j < n_ks and (ks[j] == t or t == limit):
+                    if t >= min_k and t > 0 and sum_sim != 0.0:
+                        out_est[p, j] = offset[p] + sum_dev / sum_sim * scale[p]
+                    else:
+                        out_est[p, j] = np.nan
+                    out_k[p, j] = t
+                    j += 1
+                if t == limit:
+                    break
+                o = order[t]
+                sum_sim += sims[o]
+                sum_dev += sims[o] * devs[o]
+
+
+def set_threads(n: int | None) -> None:
+    """Cap numba's worker threads (``None`` keeps the default, one per core)."""
+    if n is not None:
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))

@@ -1,0 +1,359 @@
+"""User-based and item-based k-nearest-neighbour rating predictors.
+
+For a pair (u, i), let x be the entity the neighbours are drawn from and y the other one
+(user-based: x = u, y = i; item-based: x = i, y = u). The candidates are the x' that have a
+rating r_x'y, with similarity sim(x, x') > 0; N^k is the k most similar of them (ties broken
+by the order of the ratings in the training data, as a stable sort would). Prediction rules:
+
+===========  ===========================================================================
+basic        r = sum sim(x,x') r_x'y / sum sim(x,x')
+mean         r = mu_x + sum sim(x,x') (r_x'y - mu_x') / sum sim(x,x')
+zscore       r = mu_x + sigma_x sum sim(x,x') (r_x'y - mu_x') / sigma_x' / sum sim(x,x')
+baseline     r = b_ui + sum sim(x,x') (r_x'y - b_x'y) / sum sim(x,x'),  b_ui = mu + b_u + b_i
+===========  ===========================================================================
+
+(sums over x' in N^k; mu_x, sigma_x: mean and population standard deviation of x's ratings,
+sigma_x = overall sigma when 0). When fewer than ``min_k`` neighbours are usable, the pair is a
+*fallback*: ``basic`` predicts the global mean, ``mean``/``zscore`` predict mu_x, ``baseline``
+predicts b_ui; pairs with a user or item unknown to the training data get b_ui for ``baseline``
+and the global mean otherwise. Fallbacks are counted and flagged, never silently mixed in.
+Predictions are clipped to the rating scale. These are exactly scikit-surprise's KNNBasic,
+KNNWithMeans, KNNWithZScore and KNNBaseline.
+
+Storage: when the neighbour side has at most ``dense_max`` entities, the full similarity matrix is
+kept (exact peer semantics: the k neighbours are chosen among all raters). Above it only the
+``n_neighbors`` most similar per entity are kept (memory O(nnz + n * n_neighbors)), and the k
+neighbours of a prediction are chosen among those (the usual truncation on large catalogs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from llmcf.cf import _kernels
+from llmcf.cf.baselines import BaselineConfig, _RatingModel, fit_baselines
+from llmcf.cf.similarity import (
+    EntryContext,
+    EntryLayout,
+    compute_similarities,
+    get_similarity,
+)
+from llmcf.data.dataset import Dataset
+from llmcf.errors import ConfigError
+
+PREDICTION_RULES = ("basic", "mean", "zscore", "baseline")
+
+
+@dataclass(frozen=True)
+class KNNConfig:
+    """Hyperparameters of user/item kNN (unknown keys are rejected by ``from_dict``)."""
+
+    k: int = 40
+    min_k: int = 1
+    similarity: str = "pearson_baseline"
+    prediction: Literal["basic", "mean", "zscore", "baseline"] = "baseline"
+    shrinkage: float | None = None  # None: the similarity's default (100 for pearson_baseline)
+    min_support: int = 1
+    n_neighbors: int | None = None  # stored neighbours in sparse mode; default max(k, 50)
+    dense_max: int = 8192
+    baseline_method: Literal["als", "sgd"] = "als"
+    baseline_epochs: int | None = None
+    reg_u: float = 15.0
+    reg_i: float = 10.0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
+        if self.min_k < 0:
+            raise ConfigError(f"min_k must be >= 0, got {self.min_k}")
+        if self.prediction not in PREDICTION_RULES:
+            raise ConfigError(
+                f"unknown prediction rule {self.prediction!r}; valid: {', '.join(PREDICTION_RULES)}"
+            )
+        get_similarity(self.similarity)
+        if self.shrinkage is not None and self.shrinkage < 0:
+            raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage}")
+        if self.min_support < 0:
+            raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> KNNConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown kNN option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def baseline_config(self) -> BaselineConfig:
+        return BaselineConfig(
+            method=self.baseline_method,
+            n_epochs=self.baseline_epochs,
+            reg_u=self.reg_u,
+            reg_i=self.reg_i,
+        )
+
+
+class _KNN(_RatingModel):
+    user_based: bool = True
+
+    def __init__(self, config: KNNConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        if config is not None and kwargs:
+            raise ConfigError("pass either a KNNConfig or keyword options, not both")
+        self.config = config or KNNConfig.from_dict(kwargs)
+        self.mu_: float | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, dataset: Dataset, *, progress: bool = False) -> _KNN:
+        """Learn biases, means and neighbour similarities from ``dataset``; returns ``self``."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        _kernels.set_threads(cfg.threads)
+        self.users_ = dataset.users
+        self.items_ = dataset.items
+        self.rating_scale_ = dataset.rating_scale
+        self.user_idx_ = dataset.user_idx
+        self.item_idx_ = dataset.item_idx
+        self.rating_ = dataset.rating
+        n_u, n_i = dataset.n_users, dataset.n_items
+        r = dataset.rating
+        self.mu_ = float(np.mean(r)) if len(r) else 0.0
+        self.user_known_ = np.bincount(dataset.user_idx, minlength=n_u) > 0
+        self.item_known_ = np.bincount(dataset.item_idx, minlength=n_i) > 0
+        sim = get_similarity(cfg.similarity)
+        if sim.needs_baselines or cfg.prediction == "baseline":
+            _, self.bu_, self.bi_ = fit_baselines(
+                dataset.user_idx, dataset.item_idx, r, n_u, n_i, cfg.baseline_config()
+            )
+        else:
+            self.bu_, self.bi_ = np.zeros(n_u), np.zeros(n_i)
+        x, y, n_x, n_y = self._switch_arrays(dataset.user_idx, dataset.item_idx, n_u, n_i)
+        count_x = np.bincount(x, minlength=n_x)
+        count_y = np.bincount(y, minlength=n_y)
+        self.x_means_ = np.bincount(x, weights=r, minlength=n_x) / np.maximum(count_x, 1)
+        y_means = np.bincount(y, weights=r, minlength=n_y) / np.maximum(count_y, 1)
+        if cfg.prediction == "zscore":
+            var = np.bincount(x, weights=(r - self.x_means_[x]) ** 2, minlength=n_x)
+            sigma = np.sqrt(var / np.maximum(count_x, 1))
+            self.x_sigmas_ = np.where(sigma == 0.0, float(np.std(r)) if len(r) else 1.0, sigma)
+        else:
+            self.x_sigmas_ = np.ones(n_x)
+        bx, by = (self.bu_, self.bi_) if self.user_based else (self.bi_, self.bu_)
+        layout = EntryLayout.build(x.astype(np.int64), y.astype(np.int64), n_x, n_y)
+        ctx = EntryContext(x, y, r, self.mu_, bx, by, y_means)
+        self.dense_ = n_x <= cfg.dense_max
+        n_store = cfg.n_neighbors or max(cfg.k, 50)
+        result = compute_similarities(
+            layout,
+            sim.transform(ctx),
+            sim,
+            min_support=cfg.min_support,
+            shrinkage=cfg.shrinkage,
+            dense=self.dense_,
+            n_neighbors=n_store,
+        )
+        if isinstance(result, tuple):
+            self.nbr_idx_, self.nbr_sim_ = result
+            self.sim_ = None
+        else:
+            self.sim_ = result
+            self.nbr_idx_, self.nbr_sim_ = None, None
+        self._prepare(layout)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _switch_arrays(
+        self, u: np.ndarray, i: np.ndarray, n_u: int, n_i: int
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        return (u, i, n_u, n_i) if self.user_based else (i, u, n_i, n_u)
+
+    def _prepare(self, layout: EntryLayout | None = None) -> None:
+        """Derived prediction structures (rebuilt after ``load``)."""
+        x, y, n_x, n_y = self._switch_arrays(
+            self.user_idx_, self.item_idx_, len(self.users_), len(self.items_)
+        )
+        if layout is None:
+            layout = EntryLayout.build(x.astype(np.int64), y.astype(np.int64), n_x, n_y)
+        self._layout = layout
+        r = self.rating_
+        bx, by = (self.bu_, self.bi_) if self.user_based else (self.bi_, self.bu_)
+        rule = self.config.prediction
+        if rule == "basic":
+            dev = r
+        elif rule == "mean":
+            dev = r - self.x_means_[x]
+        elif rule == "zscore":
+            dev = (r - self.x_means_[x]) / self.x_sigmas_[x]
+        else:
+            dev = r - ((self.mu_ + bx[x]) + by[y])
+        self._y_dev = np.ascontiguousarray(dev[layout.y_order], dtype=np.float64)
+
+    # ------------------------------------------------------------------ predict
+    def _known(self, user_idx: np.ndarray, item_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = np.asarray(user_idx, dtype=np.int64).ravel()
+        i = np.asarray(item_idx, dtype=np.int64).ravel()
+        if u.shape != i.shape:
+            raise ConfigError(f"users and items differ in length: {u.shape[0]} vs {i.shape[0]}")
+        ku = (u >= 0) & (u < len(self.user_known_))
+        ki = (i >= 0) & (i < len(self.item_known_))
+        ku[ku] = self.user_known_[u[ku]]
+        ki[ki] = self.item_known_[i[ki]]
+        return np.where(ku, u, -1), np.where(ki, i, -1)
+
+    def predict_k(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, ks: list[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predictions at several neighbour counts in one pass.
+
+        Returns ``(est, was_fallback, actual_k)``, each of shape (n_pairs, len(ks)); est is
+        clipped to the rating scale. One sort of the candidates serves every k.
+        """
+        self._check_fitted()
+        ks_arr = np.asarray(ks, dtype=np.int64)
+        if ks_arr.ndim != 1 or len(ks_arr) == 0 or (ks_arr < 1).any():
+            raise ConfigError(f"neighbour counts must be positive integers, got {list(ks_arr)}")
+        order = np.argsort(ks_arr, kind="stable")
+        ks_sorted = ks_arr[order]
+        if not self.dense_ and self.nbr_idx_ is not None and ks_sorted[-1] > self.nbr_idx_.shape[1]:
+            raise ConfigError(
+                f"k={ks_sorted[-1]} exceeds the {self.nbr_idx_.shape[1]} stored neighbours; "
+                "refit with a larger n_neighbors"
+            )
+        u, i = self._known(user_idx, item_idx)
+        px, py = (u, i) if self.user_based else (i, u)
+        both = (u >= 0) & (i >= 0)
+        n = len(u)
+        bx_u = np.where(u >= 0, self.bu_[np.maximum(u, 0)], 0.0)
+        bx_i = np.where(i >= 0, self.bi_[np.maximum(i, 0)], 0.0)
+        baseline = (self.mu_ + bx_u) + bx_i
+        rule = self.config.prediction
+        xs = np.maximum(px, 0)
+        if rule == "baseline":
+            offset, scale = baseline, np.ones(n)
+        elif rule == "basic":
+            offset, scale = np.zeros(n), np.ones(n)
+        else:
+            offset = self.x_means_[xs]
+            scale = self.x_sigmas_[xs] if rule == "zscore" else np.ones(n)
+        px_k = np.where(both, px, -1)
+        py_k = np.where(both, py, -1)
+        est = np.empty((n, len(ks_sorted)))
+        actual = np.empty((n, len(ks_sorted)), dtype=np.int64)
+        dummy_dense = np.zeros((1, 1))
+        dummy_idx = np.zeros((1, 1), dtype=np.int32)
+        _kernels.set_threads(self.config.threads)
+        _kernels.predict_pairs(
+            px_k,
+            py_k,
+            self._layout.y_indptr,
+            self._layout.y_indices,
+            self._y_dev,
+            self.sim_ if self.dense_ else dummy_dense,
+            self.nbr_idx_ if not self.dense_ else dummy_idx,
+            self.nbr_sim_ if not self.dense_ else dummy_dense,
+            self.dense_,
+            self._layout.n_x,
+            ks_sorted,
+            self.config.min_k,
+            np.ascontiguousarray(offset, dtype=np.float64),
+            np.ascontiguousarray(scale, dtype=np.float64),
+            est,
+            actual,
+        )
+        fallback = np.isnan(est)
+        if rule == "baseline":
+            fb_value = baseline
+        elif rule == "basic":
+            fb_value = np.full(n, self.mu_)
+        else:
+            fb_value = np.where(both, offset, self.mu_)
+        est = np.where(fallback, fb_value[:, None], est)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return self._clip(est)[:, inverse], fallback[:, inverse], actual[:, inverse]
+
+    def predict_detailed(
+        self, user_idx: np.ndarray, item_idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(predictions, was_fallback)`` at the configured ``k``."""
+        est, fb, _ = self.predict_k(user_idx, item_idx, [self.config.k])
+        return est[:, 0], fb[:, 0]
+
+    # ------------------------------------------------------------------ neighbours
+    def neighbors(self, x_idx: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` most similar entities (users for UserKNN, items for ItemKNN) to ``x_idx``."""
+        self._check_fitted()
+        if self.sim_ is not None:
+            row = self.sim_[x_idx].copy()
+            row[x_idx] = -np.inf
+            cand = np.flatnonzero(row > 0)
+            order = cand[np.lexsort((cand, -row[cand]))][:n]
+            return order.astype(np.int32), row[order]
+        assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+        idx = self.nbr_idx_[x_idx]
+        keep = idx >= 0
+        return idx[keep][:n], self.nbr_sim_[x_idx][keep][:n]
+
+    # ------------------------------------------------------------------ persistence
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "user_idx": self.user_idx_,
+            "item_idx": self.item_idx_,
+            "rating": self.rating_,
+            "bu": self.bu_,
+            "bi": self.bi_,
+            "x_means": self.x_means_,
+            "x_sigmas": self.x_sigmas_,
+            "user_known": self.user_known_,
+            "item_known": self.item_known_,
+        }
+        if self.sim_ is not None:
+            arrays["sim"] = self.sim_
+        else:
+            assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+            arrays["nbr_idx"] = self.nbr_idx_
+            arrays["nbr_sim"] = self.nbr_sim_
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        self.mu_ = float(state["mu"])
+        scale = state.get("rating_scale")
+        self.rating_scale_ = None if scale is None else (float(scale[0]), float(scale[1]))
+        self.user_idx_ = arrays["user_idx"]
+        self.item_idx_ = arrays["item_idx"]
+        self.rating_ = arrays["rating"]
+        self.bu_, self.bi_ = arrays["bu"], arrays["bi"]
+        self.x_means_, self.x_sigmas_ = arrays["x_means"], arrays["x_sigmas"]
+        self.user_known_, self.item_known_ = arrays["user_known"], arrays["item_known"]
+        self.sim_ = arrays.get("sim")
+        self.dense_ = self.sim_ is not None
+        self.nbr_idx_ = arrays.get("nbr_idx")
+        self.nbr_sim_ = arrays.get("nbr_sim")
+        self._prepare()
+
+    def _state(self) -> dict[str, Any]:
+        return {"mu": self.mu_, "rating_scale": self.rating_scale_}
+
+    def get_config(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+
+class UserKNN(_KNN):
+    """User-based kNN: neighbours are users who rated the item (see module docstring)."""
+
+    name = "user-knn"
+    user_based = True
+
+
+class ItemKNN(_KNN):
+    """Item-based kNN: neighbours are items the user rated (see module docstring)."""
+
+    name = "item-knn"
+    user_based = False
