@@ -41,17 +41,23 @@ def _finalise(kind, n, sab, saa, sbb, sa, sb, sdd, min_support, shrinkage):  # t
 
 
 @njit(cache=True)
-def _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values, kind,
-                    n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd, touched):  # type: ignore[no-untyped-def]
-    """Add the co-rated sums of row ``x`` against every other row into the accumulators.
+def _accumulate_row(x, first_after, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
+                    kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd, touched):  # type: ignore[no-untyped-def]
+    """Add the co-rated sums of row ``x`` against the other rows into the accumulators.
 
-    Returns the number of touched rows, whose ids are in ``touched[:count]``.
+    ``y_indices`` rows must be sorted by x. With ``first_after`` only rows x' > x are visited
+    (the upper triangle of a symmetric matrix). Returns the number of touched rows, whose ids
+    are in ``touched[:count]``.
     """
     count = 0
     for e in range(x_indptr[x], x_indptr[x + 1]):
         y = x_indices[e]
         a = x_values[e]
-        for f in range(y_indptr[y], y_indptr[y + 1]):
+        start = y_indptr[y]
+        end = y_indptr[y + 1]
+        if first_after:
+            start += np.searchsorted(y_indices[start:end], x, side="right")
+        for f in range(start, end):
             x2 = y_indices[f]
             if x2 == x:
                 continue
@@ -60,24 +66,27 @@ def _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_val
                 touched[count] = x2
                 count += 1
             n_acc[x2] += 1
-            s_ab[x2] += a * b
-            s_aa[x2] += a * a
-            s_bb[x2] += b * b
-            if kind == PEARSON:
-                s_a[x2] += a
-                s_b[x2] += b
-            elif kind == MSD:
+            if kind == MSD:
                 d = a - b
                 s_dd[x2] += d * d
+            else:
+                s_ab[x2] += a * b
+                s_aa[x2] += a * a
+                s_bb[x2] += b * b
+                if kind == PEARSON:
+                    s_a[x2] += a
+                    s_b[x2] += b
     return count
 
 
 @njit(cache=True, parallel=True)
-def dense_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
+def dense_similarity(n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
                      kind, min_support, shrinkage, out):  # type: ignore[no-untyped-def]
-    """Fill ``out[r, :]`` with the similarities of ``rows[r]`` to every x (diagonal = 1)."""
-    n_rows = rows.shape[0]
-    n_chunks = min(n_rows, 64)
+    """Fill the symmetric (n_x, n_x) matrix ``out`` with all similarities (diagonal = 1).
+
+    Each pair is computed once (x < x') and mirrored. ``y_indices`` rows must be sorted by x.
+    """
+    n_chunks = min(n_x, 64)
     for c in prange(n_chunks):
         n_acc = np.zeros(n_x, np.int64)
         s_ab = np.zeros(n_x)
@@ -87,15 +96,16 @@ def dense_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indic
         s_b = np.zeros(n_x)
         s_dd = np.zeros(n_x)
         touched = np.empty(n_x, np.int64)
-        for r in range(c, n_rows, n_chunks):
-            x = rows[r]
-            count = _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices,
+        for x in range(c, n_x, n_chunks):
+            count = _accumulate_row(x, True, x_indptr, x_indices, x_values, y_indptr, y_indices,
                                     y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd,
                                     touched)
             for t in range(count):
                 x2 = touched[t]
-                out[r, x2] = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2],
-                                       s_b[x2], s_dd[x2], min_support, shrinkage)
+                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
+                              s_dd[x2], min_support, shrinkage)
+                out[x, x2] = s
+                out[x2, x] = s
                 n_acc[x2] = 0
                 s_ab[x2] = 0.0
                 s_aa[x2] = 0.0
@@ -103,7 +113,7 @@ def dense_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indic
                 s_a[x2] = 0.0
                 s_b[x2] = 0.0
                 s_dd[x2] = 0.0
-            out[r, x] = 1.0
+            out[x, x] = 1.0
 
 
 @njit(cache=True, parallel=True)
@@ -128,9 +138,9 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
         sims = np.empty(n_x)
         for r in range(c, n_rows, n_chunks):
             x = rows[r]
-            count = _accumulate_row(x, x_indptr, x_indices, x_values, y_indptr, y_indices,
-                                    y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd,
-                                    touched)
+            count = _accumulate_row(x, False, x_indptr, x_indices, x_values, y_indptr,
+                                    y_indices, y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b,
+                                    s_dd, touched)
             kept = 0
             for t in range(count):
                 x2 = touched[t]
@@ -168,11 +178,12 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
 
     For pair p the candidates are the entries of row ``py[p]`` of the y-major matrix (in input
     order); their similarity to ``px[p]`` comes from ``dense_sim`` or from the top-k lists.
-    Only candidates with similarity > 0 are used; they are sorted by decreasing similarity,
-    ties broken by input order (a stable sort), so the top-k set equals that of a stable
-    ``heapq.nlargest``. For each k in ``ks`` (ascending)::
+    Only candidates with similarity > 0 are used. The ``max(ks)`` most similar are kept in a
+    bounded insertion list where a newcomer goes after equal similarities, so the selection
+    and its order equal a stable ``heapq.nlargest`` over the candidates in input order.
+    For each k in ``ks`` (ascending)::
 
-        est = offset[p] + scale[p] * sum(sim * dev) / sum(sim)   over the first k candidates
+        est = offset[p] + sum(sim * dev) / sum(sim) * scale[p]   over the first k kept
 
     ``out_k[p, j]`` is the number of neighbours used; when it is below ``min_k`` (or zero),
     ``out_est[p, j]`` is NaN and the caller applies the fallback.
@@ -183,6 +194,8 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
     n_chunks = min(n_pairs, 256)
     for c in prange(n_chunks):
         lookup = np.zeros(n_x if not use_dense else 1)
+        top_sim = np.empty(k_max)
+        top_dev = np.empty(k_max)
         for p in range(c, n_pairs, n_chunks):
             x = px[p]
             y = py[p]
@@ -197,17 +210,20 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
                     if nb < 0:
                         break
                     lookup[nb] = nbr_sim[x, j]
-            start = y_indptr[y]
-            end = y_indptr[y + 1]
-            sims = np.empty(end - start)
-            devs = np.empty(end - start)
             m = 0
-            for e in range(start, end):
+            for e in range(y_indptr[y], y_indptr[y + 1]):
                 x2 = y_indices[e]
                 s = dense_sim[x, x2] if use_dense else lookup[x2]
-                if s > 0.0:
-                    sims[m] = s
-                    devs[m] = y_dev[e]
+                if s <= 0.0 or (m == k_max and s <= top_sim[m - 1]):
+                    continue
+                pos = m if m < k_max else k_max - 1
+                while pos > 0 and top_sim[pos - 1] < s:
+                    top_sim[pos] = top_sim[pos - 1]
+                    top_dev[pos] = top_dev[pos - 1]
+                    pos -= 1
+                top_sim[pos] = s
+                top_dev[pos] = y_dev[e]
+                if m < k_max:
                     m += 1
             if not use_dense:
                 for j in range(nbr_idx.shape[1]):
@@ -215,25 +231,22 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
                     if nb < 0:
                         break
                     lookup[nb] = 0.0
-            order = np.argsort(-sims[:m], kind="mergesort")
             sum_sim = 0.0
             sum_dev = 0.0
             j = 0
-            limit = min(m, k_max)
-            for t in range(limit + 1):
-                # emit estimates for every k reached before adding candidate t
-                while j < n_ks and (ks[j] == t or t == limit):
-                    if t >= min_k and t > 0 and sum_sim != 0.0:
+            for t in range(m + 1):
+                # emit the estimates of every k reached before adding neighbour t
+                while j < n_ks and (ks[j] == t or t == m):
+                    if t >= min_k and t > 0:
                         out_est[p, j] = offset[p] + sum_dev / sum_sim * scale[p]
                     else:
                         out_est[p, j] = np.nan
                     out_k[p, j] = t
                     j += 1
-                if t == limit:
+                if t == m:
                     break
-                o = order[t]
-                sum_sim += sims[o]
-                sum_dev += sims[o] * devs[o]
+                sum_sim += top_sim[t]
+                sum_dev += top_sim[t] * top_dev[t]
 
 
 def set_threads(n: int | None) -> None:

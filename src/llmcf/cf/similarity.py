@@ -29,12 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmcf.cf import _kernels
 from llmcf.errors import ConfigError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -115,12 +118,15 @@ class EntryLayout:
     x_order: np.ndarray  # entry ids in x-major order
     y_indptr: np.ndarray
     y_indices: np.ndarray
-    y_order: np.ndarray  # entry ids in y-major order
+    y_order: np.ndarray  # entry ids in y-major order (input order within a row)
+    ys_indices: np.ndarray  # y-major again, rows sorted by x (for the similarity kernels)
+    ys_order: np.ndarray
 
     @classmethod
     def build(cls, x: np.ndarray, y: np.ndarray, n_x: int, n_y: int) -> EntryLayout:
         x_order = np.lexsort((y, x))
         y_order = np.argsort(y, kind="stable")
+        ys_order = np.lexsort((x, y))
         x_indptr = np.zeros(n_x + 1, dtype=np.int64)
         np.cumsum(np.bincount(x, minlength=n_x), out=x_indptr[1:])
         y_indptr = np.zeros(n_y + 1, dtype=np.int64)
@@ -134,6 +140,8 @@ class EntryLayout:
             y_indptr,
             np.ascontiguousarray(x[y_order], dtype=np.int64),
             y_order,
+            np.ascontiguousarray(x[ys_order], dtype=np.int64),
+            ys_order,
         )
 
 
@@ -157,29 +165,30 @@ def compute_similarities(
     """
     shrink = similarity.default_shrinkage if shrinkage is None else float(shrinkage)
     support = max(int(min_support), similarity.min_support_floor)
-    row_ids = np.arange(layout.n_x, dtype=np.int64) if rows is None else rows.astype(np.int64)
     x_values = np.ascontiguousarray(values[layout.x_order], dtype=np.float64)
-    y_values = np.ascontiguousarray(values[layout.y_order], dtype=np.float64)
+    y_values = np.ascontiguousarray(values[layout.ys_order], dtype=np.float64)
     args = (
-        row_ids,
         layout.n_x,
         layout.x_indptr,
         layout.x_indices,
         x_values,
         layout.y_indptr,
-        layout.y_indices,
+        layout.ys_indices,
         y_values,
         similarity.kind,
         support,
         shrink,
     )
-    if dense:
-        out = np.zeros((len(row_ids), layout.n_x), dtype=np.float64)
+    if dense and rows is None:
+        out = np.zeros((layout.n_x, layout.n_x), dtype=np.float64)
         _kernels.dense_similarity(*args, out)
         return out
+    row_ids = np.arange(layout.n_x, dtype=np.int64) if rows is None else rows.astype(np.int64)
+    if dense:
+        raise ValueError("dense similarities are computed for all rows at once")
     out_idx = np.empty((len(row_ids), n_neighbors), dtype=np.int32)
     out_sim = np.empty((len(row_ids), n_neighbors), dtype=np.float64)
-    _kernels.topk_similarity(*args, n_neighbors, 0.0, out_idx, out_sim)
+    _kernels.topk_similarity(row_ids, *args, n_neighbors, 0.0, out_idx, out_sim)
     return out_idx, out_sim
 
 
@@ -196,6 +205,8 @@ def similarity_matrix(
     A convenience for notebooks and tests; models use :func:`compute_similarities`.
     ``pearson_baseline`` needs baselines and is not available here.
     """
+    import scipy.sparse as sp
+
     sim = get_similarity(name)
     if sim.needs_baselines:
         raise ConfigError("pearson_baseline needs baselines; use UserKNN/ItemKNN")

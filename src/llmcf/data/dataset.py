@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmcf.data.vocab import Vocabulary
 from llmcf.errors import DataError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 Feedback = Literal["explicit", "implicit"]
 
@@ -200,7 +202,7 @@ class Dataset:
                 keep = order[start]
             keep = np.sort(keep)  # back to input order
             return self.subset(keep)
-        sums = np.bincount(group, weights=self.rating[order])
+        sums: np.ndarray = np.bincount(group, weights=self.rating[order])
         if policy == "mean":
             sums = sums / np.bincount(group)
         first = order[start]
@@ -252,6 +254,8 @@ class Dataset:
     def matrix(self) -> sp.csr_matrix:
         """User x item CSR matrix (float64) of the ratings / weights, with sorted indices."""
         if self._csr is None:
+            import scipy.sparse as sp
+
             self._csr = sp.csr_matrix(
                 (self.rating, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items)
             )

@@ -1,0 +1,289 @@
+"""The ``llmcf`` command line: evaluate, fit, predict, demo, synth, download."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llmcf.errors import LlmcfError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return values
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
+    p.add_argument("--similarity", default=None, help="cosine, msd, pearson, pearson_baseline (default), adjusted_cosine")
+    p.add_argument("--prediction", default=None, help="basic, mean, zscore, baseline (default)")
+    if many_k:
+        p.add_argument("--k", type=_int_list, default=[40], help="neighbour counts, e.g. 5,10,15,20,40")
+    else:
+        p.add_argument("--k", type=int, default=None, help="neighbour count (default 40)")
+    p.add_argument("--min-k", type=int, default=None, help="minimum usable neighbours (default 1)")
+    p.add_argument("--shrinkage", type=float, default=None, help="similarity shrinkage (default: 100 for pearson_baseline, else 0)")
+    p.add_argument("--min-support", type=int, default=None, help="minimum co-ratings for a non-zero similarity")
+    p.add_argument("--baseline-method", choices=["als", "sgd"], default=None)
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "similarity": args.similarity,
+        "prediction": args.prediction,
+        "min_k": args.min_k,
+        "shrinkage": args.shrinkage,
+        "min_support": args.min_support,
+        "baseline_method": args.baseline_method,
+        "threads": args.threads,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from llmcf import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="llmcf",
+        description="Collaborative filtering joined with language models for e-commerce recommendations.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmcf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="MAE/RMSE of models across folds and neighbour counts")
+    ev.add_argument("--data", required=True, help="data set name under $LLMCF_DATA_DIR (ml-100k, ...) or a path")
+    ev.add_argument("--split", default="u1-u5", help="u1..u5, u1-u5, ua, ub, kfold:5, random:0.2, temporal:0.2, coldstart")
+    ev.add_argument("--model", type=_name_list, default=["item-knn"], help="comma list: user-knn, item-knn, baseline, global-mean, ...")
+    _add_model_options(ev, many_k=True)
+    ev.add_argument("--seed", type=int, default=0, help="seed of computed splits")
+    ev.add_argument("--report", default=None, help="write the JSON report here")
+    ev.add_argument("--plot", default=None, help="write a PNG of MAE against K here")
+    ev.add_argument("--predictions", default=None, help="write user_id,item_id,rating,prediction CSV (one fold, one K)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    fit = sub.add_parser("fit", help="fit a model and save it to a folder")
+    fit.add_argument("--data", required=True)
+    fit.add_argument("--model", default="item-knn")
+    _add_model_options(fit, many_k=False)
+    fit.add_argument("--out", required=True, help="folder to write manifest.json + arrays.npz to")
+    fit.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser("predict", help="predict ratings with a saved model")
+    pr.add_argument("--model-dir", required=True)
+    pr.add_argument("--user", required=True, action="append", help="user id (repeat or comma list)")
+    pr.add_argument("--item", required=True, action="append", help="item id (repeat or comma list)")
+    pr.add_argument("--json", action="store_true", help="print JSON lines")
+
+    demo = sub.add_parser("demo", help="fit and evaluate on MovieLens 100K, print the table, write the plot")
+    demo.add_argument("--out", default="llmcf-demo", help="folder for the report and plot")
+    demo.add_argument("--quiet", action="store_true")
+
+    syn = sub.add_parser("synth", help="write a synthetic interaction data set to Parquet")
+    syn.add_argument("--users", type=int, required=True)
+    syn.add_argument("--items", type=int, required=True)
+    syn.add_argument("--interactions", type=int, required=True)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--text", action="store_true", help="also generate item titles")
+    syn.add_argument("--out", required=True)
+
+    dl = sub.add_parser("download", help="download an official MovieLens archive into the cache")
+    dl.add_argument("name", help="ml-100k, ml-1m, ml-latest-small, ...")
+    dl.add_argument("--dir", default=None, help="target folder (default: $LLMCF_DATA_DIR)")
+    return parser
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from llmcf.eval.runner import evaluate_ratings, iter_folds, write_predictions
+
+    folds = list(iter_folds(args.data, args.split, seed=args.seed))
+    if args.predictions and (len(folds) != 1 or len(args.k) != 1):
+        raise LlmcfError(
+            f"--predictions needs one fold and one K; got {len(folds)} fold(s) and K={args.k}. "
+            "Name one fold, e.g. --split u1 --k 40"
+        )
+    t0 = time.perf_counter()
+    rows, kept = evaluate_ratings(
+        folds,
+        args.model,
+        args.k,
+        _model_options(args),
+        progress=not args.quiet,
+        keep_predictions=bool(args.predictions),
+    )
+    elapsed = time.perf_counter() - t0
+    from llmcf.eval.report import format_table, write_json
+
+    print(format_table(rows))
+    print(f"{len(folds)} fold(s) x {len(args.model)} model(s), {elapsed:.2f} s")
+    meta = {
+        "command": " ".join(["llmcf", *sys.argv[1:]]),
+        "data": args.data,
+        "split": args.split,
+        "models": args.model,
+        "k": args.k,
+        "options": {k: v for k, v in _model_options(args).items() if v is not None},
+        "seconds": elapsed,
+    }
+    if args.report:
+        write_json(args.report, rows, meta)
+        print(f"report: {args.report}")
+    if args.plot:
+        from llmcf.eval.report import plot_metric_vs_k
+
+        plot_metric_vs_k(rows, args.plot, metric="mae", title=f"MAE vs K on {args.data} ({args.split})")
+        print(f"plot: {args.plot}")
+    if args.predictions:
+        n = write_predictions(args.predictions, kept)
+        print(f"predictions: {args.predictions} ({n} rows)")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from llmcf.data.loaders import resolve_dataset
+    from llmcf.models import make_model
+    from llmcf.persist import save_model
+
+    dataset = resolve_dataset(args.data)
+    options = _model_options(args)
+    options["k"] = args.k
+    model = make_model(args.model, **options)
+    t0 = time.perf_counter()
+    model.fit(dataset)
+    save_model(model, args.out)
+    if not args.quiet:
+        print(f"fitted {args.model} on {dataset} in {time.perf_counter() - t0:.2f} s -> {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from llmcf.persist import load_model
+
+    model = load_model(args.model_dir)
+    users = [u for part in args.user for u in part.split(",") if u]
+    items = [i for part in args.item for i in part.split(",") if i]
+    if len(users) == 1 and len(items) > 1:
+        users = users * len(items)
+    if len(items) == 1 and len(users) > 1:
+        items = items * len(users)
+    if len(users) != len(items):
+        raise LlmcfError(f"--user and --item give {len(users)} and {len(items)} ids; they must pair up")
+    u_idx = model.users_.lookup(np.asarray(users), missing="negative")
+    i_idx = model.items_.lookup(np.asarray(items), missing="negative")
+    est, fallback = model.predict_detailed(u_idx, i_idx)
+    for u, i, e, fb, ku, ki in zip(users, items, est, fallback, u_idx, i_idx, strict=True):
+        reason = None
+        if ku < 0:
+            reason = "unknown user"
+        elif ki < 0:
+            reason = "unknown item"
+        elif fb:
+            reason = "no usable neighbour"
+        if args.json:
+            print(json.dumps({"user_id": u, "item_id": i, "prediction": float(e), "was_fallback": bool(fb), "reason": reason}))
+        else:
+            note = f"  (fallback: {reason})" if fb else ""
+            print(f"user {u} item {i}: {e:.4f}{note}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from llmcf.data.loaders import resolve_data_path
+    from llmcf.settings import data_dir
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        resolve_data_path("ml-100k")
+        data = "ml-100k"
+    except LlmcfError:
+        from llmcf.data.download import download_movielens
+
+        print(f"ml-100k not found under {data_dir()}; downloading it once")
+        data = str(download_movielens("ml-100k"))
+    print("llmcf demo: user- and item-kNN (pearson_baseline similarity, baseline prediction)")
+    print("on MovieLens 100K, canonical folds u1-u5, K = 5, 10, 15, 20, 40\n")
+    ns = argparse.Namespace(
+        data=data,
+        split="u1-u5",
+        model=["user-knn", "item-knn", "baseline"],
+        k=[5, 10, 15, 20, 40],
+        similarity="pearson_baseline",
+        prediction="baseline",
+        min_k=None,
+        shrinkage=None,
+        min_support=None,
+        baseline_method=None,
+        threads=None,
+        seed=0,
+        report=str(out / "results.json"),
+        plot=str(out / "mae_vs_k.png"),
+        predictions=None,
+        quiet=args.quiet,
+    )
+    return cmd_evaluate(ns)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from llmcf.data import synth
+
+    t0 = time.perf_counter()
+    synth.generate_to_parquet(
+        args.users, args.items, args.interactions, args.out, seed=args.seed, with_text=args.text
+    )
+    print(f"wrote {args.interactions} interactions to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from llmcf.data.download import download_movielens
+
+    path = download_movielens(args.name, cache_dir=args.dir)
+    print(path)
+    return 0
+
+
+COMMANDS = {
+    "evaluate": cmd_evaluate,
+    "fit": cmd_fit,
+    "predict": cmd_predict,
+    "demo": cmd_demo,
+    "synth": cmd_synth,
+    "download": cmd_download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LlmcfError as exc:
+        print(f"llmcf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
