@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from numba import njit
 
+from llmcf.cf.topn import TopNMixin
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError, NotFittedError
 
@@ -101,7 +102,7 @@ def _sgd_epochs(users, items, ratings, mu, bu, bi, n_epochs, reg, lr):  # type: 
             bi[i] += lr * (err - reg * bi[i])
 
 
-class _RatingModel:
+class _RatingModel(TopNMixin):
     """Shared plumbing of rating predictors: vocabularies, clipping, fallbacks, persistence."""
 
     name = "model"
@@ -119,6 +120,11 @@ class _RatingModel:
         if scale is None:
             return est
         return np.clip(est, scale[0], scale[1])
+
+    def _keep_interactions(self, dataset: Dataset) -> None:
+        self.user_idx_ = dataset.user_idx
+        self.item_idx_ = dataset.item_idx
+        self.rating_ = dataset.rating
 
     def predict_ids(self, user_ids: object, item_ids: object) -> np.ndarray:
         """Predictions for external ids; unknown ids get the model's fallback."""
@@ -160,7 +166,7 @@ class _RatingModel:
         return {"mu": self.mu_, "rating_scale": getattr(self, "rating_scale_", None)}
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {}
+        return {"user_idx": self.user_idx_, "item_idx": self.item_idx_, "rating": self.rating_}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         self.mu_ = float(state["mu"])
@@ -191,11 +197,18 @@ class BaselineOnly(_RatingModel):
         )
         self.user_known_ = dataset.user_counts() > 0
         self.item_known_ = dataset.item_counts() > 0
+        self._keep_interactions(dataset)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
+    def _score_block(self, users: np.ndarray) -> np.ndarray:
+        # b_j ranks items for every user; shift so that every known item scores > 0
+        scores = np.where(self.item_known_, self.bi_ - self.bi_.min() + 1.0, 0.0)
+        return np.tile(scores, (len(users), 1))
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {
+            **super()._arrays(),
             "bu": self.bu_,
             "bi": self.bi_,
             "user_known": self.user_known_,
@@ -234,7 +247,11 @@ class GlobalMean(_RatingModel):
         self.items_ = dataset.items
         self.rating_scale_ = dataset.rating_scale
         self.mu_ = dataset.global_mean()
+        self._keep_interactions(dataset)
         return self
+
+    def _score_block(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self._popularity(), (len(users), 1))
 
     def predict_detailed(
         self, user_idx: np.ndarray, item_idx: np.ndarray

@@ -42,6 +42,7 @@ from llmcf.cf.similarity import (
     compute_similarities,
     get_similarity,
 )
+from llmcf.cf.topn import TopNMixin, top_n_rows
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 
@@ -100,7 +101,7 @@ class KNNConfig:
         )
 
 
-class _KNN(_RatingModel):
+class _KNN(_RatingModel, TopNMixin):
     user_based: bool = True
 
     def __init__(self, config: KNNConfig | None = None, **kwargs: Any) -> None:
@@ -300,6 +301,42 @@ class _KNN(_RatingModel):
         idx = self.nbr_idx_[x_idx]
         keep = idx >= 0
         return idx[keep][:n], self.nbr_sim_[x_idx][keep][:n]
+
+    def neighbor_matrix(self, k: int | None = None) -> Any:
+        """CSR (n_x, n_x): row x holds the ``k`` (default config k) most similar x' with sim > 0."""
+        import scipy.sparse as sp
+
+        self._check_fitted()
+        k = k or self.config.k
+        cached = getattr(self, "_nbr_csr", None)
+        if cached is not None and cached[0] == k:
+            return cached[1]
+        if self.sim_ is not None:
+            sims = self.sim_.copy()
+            np.fill_diagonal(sims, -np.inf)
+            sims[sims <= 0] = -np.inf
+            idx, vals = top_n_rows(sims, k)
+        else:
+            assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+            idx, vals = self.nbr_idx_[:, :k], self.nbr_sim_[:, :k]
+        n_x = idx.shape[0]
+        keep = idx >= 0
+        rows = np.repeat(np.arange(n_x), keep.sum(axis=1))
+        mat = sp.csr_matrix((vals[keep], (rows, idx[keep])), shape=(n_x, n_x))
+        self._nbr_csr = (k, mat)
+        return mat
+
+    def _score_block(self, users: np.ndarray) -> np.ndarray:
+        R = self._train_matrix()
+        N = self.neighbor_matrix()
+        if self.user_based:
+            return np.asarray((N[users] @ R).todense())
+        return np.asarray((R[users] @ N.T).todense())
+
+    def _item_neighbors(self, item_idx: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.user_based:
+            return TopNMixin._item_neighbors(self, item_idx, n)
+        return self.neighbors(item_idx, n)
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
