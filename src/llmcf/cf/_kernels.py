@@ -116,6 +116,31 @@ def dense_similarity(n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_
             out[x, x] = 1.0
 
 
+@njit(cache=True, inline="always")
+def _worse(s1, i1, s2, i2):  # type: ignore[no-untyped-def]
+    """Whether neighbour (s1, i1) ranks below (s2, i2): lower similarity, or equal and higher index."""
+    return s1 < s2 or (s1 == s2 and i1 > i2)
+
+
+@njit(cache=True)
+def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-def]
+    """Restore the min-heap (root = worst kept neighbour) below ``pos``."""
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and _worse(heap_sim[right], heap_idx[right], heap_sim[left], heap_idx[left]):
+            child = right
+        if not _worse(heap_sim[child], heap_idx[child], heap_sim[pos], heap_idx[pos]):
+            return
+        s, i = heap_sim[pos], heap_idx[pos]
+        heap_sim[pos], heap_idx[pos] = heap_sim[child], heap_idx[child]
+        heap_sim[child], heap_idx[child] = s, i
+        pos = child
+
+
 @njit(cache=True, parallel=True)
 def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
                     kind, min_support, shrinkage, k, min_sim, out_idx, out_sim):  # type: ignore[no-untyped-def]
@@ -123,50 +148,90 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
 
     ``out_idx[r]`` (int32, -1 padded) and ``out_sim[r]`` are sorted by decreasing similarity,
     ties broken by lower index. Memory: O(n_x) per thread plus the (len(rows), k) outputs.
+
+    The co-rated sums of one row are accumulated in one (n_x, n_sums) array (one cache line per
+    partner instead of one per sum) in the same order as :func:`_accumulate_row`, so the sums,
+    and the similarities, are bit-identical to it; the k best are selected with a bounded heap
+    (O(touched log k)) instead of sorting every touched partner.
     """
     n_rows = rows.shape[0]
     n_chunks = min(n_rows, 256)
+    n_sums = 2 if kind == MSD else (6 if kind == PEARSON else 4)
     for c in prange(n_chunks):
-        n_acc = np.zeros(n_x, np.int64)
-        s_ab = np.zeros(n_x)
-        s_aa = np.zeros(n_x)
-        s_bb = np.zeros(n_x)
-        s_a = np.zeros(n_x)
-        s_b = np.zeros(n_x)
-        s_dd = np.zeros(n_x)
+        # acc[x2] = [n, s_ab, s_aa, s_bb, s_a, s_b] (pearson), [n, s_ab, s_aa, s_bb], or [n, s_dd]
+        acc = np.zeros((n_x, n_sums))
         touched = np.empty(n_x, np.int64)
-        sims = np.empty(n_x)
+        heap_sim = np.empty(max(k, 1))
+        heap_idx = np.empty(max(k, 1), np.int64)
         for r in range(c, n_rows, n_chunks):
             x = rows[r]
-            count = _accumulate_row(x, False, x_indptr, x_indices, x_values, y_indptr,
-                                    y_indices, y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b,
-                                    s_dd, touched)
-            kept = 0
+            count = 0
+            for e in range(x_indptr[x], x_indptr[x + 1]):
+                y = x_indices[e]
+                a = x_values[e]
+                for f in range(y_indptr[y], y_indptr[y + 1]):
+                    x2 = y_indices[f]
+                    if x2 == x:
+                        continue
+                    b = y_values[f]
+                    if acc[x2, 0] == 0.0:
+                        touched[count] = x2
+                        count += 1
+                    acc[x2, 0] += 1.0
+                    if kind == MSD:
+                        d = a - b
+                        acc[x2, 1] += d * d
+                    else:
+                        acc[x2, 1] += a * b
+                        acc[x2, 2] += a * a
+                        acc[x2, 3] += b * b
+                        if kind == PEARSON:
+                            acc[x2, 4] += a
+                            acc[x2, 5] += b
+            size = 0
             for t in range(count):
                 x2 = touched[t]
-                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
-                              s_dd[x2], min_support, shrinkage)
-                n_acc[x2] = 0
-                s_ab[x2] = 0.0
-                s_aa[x2] = 0.0
-                s_bb[x2] = 0.0
-                s_a[x2] = 0.0
-                s_b[x2] = 0.0
-                s_dd[x2] = 0.0
-                if s > min_sim:
-                    touched[kept] = x2
-                    sims[kept] = s
-                    kept += 1
-            cand = touched[:kept]
+                if kind == MSD:
+                    s = _finalise(kind, acc[x2, 0], 0.0, 0.0, 0.0, 0.0, 0.0, acc[x2, 1],
+                                  min_support, shrinkage)
+                elif kind == PEARSON:
+                    s = _finalise(kind, acc[x2, 0], acc[x2, 1], acc[x2, 2], acc[x2, 3],
+                                  acc[x2, 4], acc[x2, 5], 0.0, min_support, shrinkage)
+                else:
+                    s = _finalise(kind, acc[x2, 0], acc[x2, 1], acc[x2, 2], acc[x2, 3], 0.0,
+                                  0.0, 0.0, min_support, shrinkage)
+                for j in range(n_sums):
+                    acc[x2, j] = 0.0
+                if not s > min_sim or k == 0:
+                    continue
+                if size < k:
+                    # sift up
+                    pos = size
+                    heap_sim[pos] = s
+                    heap_idx[pos] = x2
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) // 2
+                        if not _worse(heap_sim[pos], heap_idx[pos], heap_sim[parent],
+                                      heap_idx[parent]):
+                            break
+                        hs, hi = heap_sim[pos], heap_idx[pos]
+                        heap_sim[pos], heap_idx[pos] = heap_sim[parent], heap_idx[parent]
+                        heap_sim[parent], heap_idx[parent] = hs, hi
+                        pos = parent
+                elif _worse(heap_sim[0], heap_idx[0], s, x2):
+                    heap_sim[0] = s
+                    heap_idx[0] = x2
+                    _heap_sift_down(heap_sim, heap_idx, size, 0)
+            cand = heap_idx[:size]
             by_index = np.argsort(cand)
             cand_sorted = cand[by_index]
-            sim_sorted = sims[:kept][by_index]
+            sim_sorted = heap_sim[:size][by_index]
             order = np.argsort(-sim_sorted, kind="mergesort")
-            m = min(k, kept)
-            for j in range(m):
+            for j in range(size):
                 out_idx[r, j] = cand_sorted[order[j]]
                 out_sim[r, j] = sim_sorted[order[j]]
-            for j in range(m, k):
+            for j in range(size, k):
                 out_idx[r, j] = -1
                 out_sim[r, j] = 0.0
 
@@ -213,7 +278,12 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
             m = 0
             for e in range(y_indptr[y], y_indptr[y + 1]):
                 x2 = y_indices[e]
-                s = dense_sim[x, x2] if use_dense else lookup[x2]
+                if use_dense:
+                    s = dense_sim[x, x2]
+                elif x2 == x:
+                    s = 1.0  # self-similarity, as on the diagonal of the dense matrix
+                else:
+                    s = lookup[x2]
                 if s <= 0.0 or (m == k_max and s <= top_sim[m - 1]):
                     continue
                 pos = m if m < k_max else k_max - 1
