@@ -25,7 +25,9 @@ TINY = np.array(
 )
 
 
-def dataset_from_dense(matrix: np.ndarray, rating_scale: tuple[float, float] | None = (1, 5)) -> Dataset:
+def dataset_from_dense(
+    matrix: np.ndarray, rating_scale: tuple[float, float] | None = (1, 5)
+) -> Dataset:
     users, items = np.nonzero(matrix)
     return Dataset.from_arrays(
         [f"u{u}" for u in users],
@@ -56,7 +58,9 @@ def ml100k() -> Path:
     return real_data_dir("ml-100k")
 
 
-def random_dataset(seed: int, n_users: int = 12, n_items: int = 9, density: float = 0.45) -> Dataset:
+def random_dataset(
+    seed: int, n_users: int = 12, n_items: int = 9, density: float = 0.45
+) -> Dataset:
     """A random small explicit data set with integer ratings 1..5 in shuffled input order."""
     rng = np.random.default_rng(seed)
     mask = rng.random((n_users, n_items)) < density

@@ -17,7 +17,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of integers, got {text!r}"
+        ) from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -31,17 +33,63 @@ def _name_list(text: str) -> list[str]:
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
-    p.add_argument("--similarity", default=None, help="cosine, msd, pearson, pearson_baseline (default), adjusted_cosine")
+    p.add_argument(
+        "--similarity",
+        default=None,
+        help="cosine, msd, pearson, pearson_baseline (default), adjusted_cosine",
+    )
     p.add_argument("--prediction", default=None, help="basic, mean, zscore, baseline (default)")
     if many_k:
-        p.add_argument("--k", type=_int_list, default=[40], help="neighbour counts, e.g. 5,10,15,20,40")
+        p.add_argument(
+            "--k", type=_int_list, default=[40], help="neighbour counts, e.g. 5,10,15,20,40"
+        )
     else:
         p.add_argument("--k", type=int, default=None, help="neighbour count (default 40)")
     p.add_argument("--min-k", type=int, default=None, help="minimum usable neighbours (default 1)")
-    p.add_argument("--shrinkage", type=float, default=None, help="similarity shrinkage (default: 100 for pearson_baseline, else 0)")
-    p.add_argument("--min-support", type=int, default=None, help="minimum co-ratings for a non-zero similarity")
+    p.add_argument(
+        "--shrinkage",
+        type=float,
+        default=None,
+        help="similarity shrinkage (default: 100 for pearson_baseline, else 0)",
+    )
+    p.add_argument(
+        "--min-support", type=int, default=None, help="minimum co-ratings for a non-zero similarity"
+    )
     p.add_argument("--baseline-method", choices=["als", "sgd"], default=None)
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    text = p.add_argument_group("text-fused kNN (t-item-knn, t-user-knn)")
+    text.add_argument(
+        "--embedder",
+        default=None,
+        help="minilm (default), minilm-l3, tfidf, st:<name>, onnx:<path>, openai:<url>#<model>",
+    )
+    text.add_argument(
+        "--fusion",
+        choices=["fixed", "support"],
+        default=None,
+        help="fixed: alpha*cf + (1-alpha)*text; support: weight of cf n/(n+beta)",
+    )
+    text.add_argument(
+        "--alpha", type=float, default=None, help="weight of CF similarity in the fixed blend"
+    )
+    text.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="co-rating count at which CF and text weigh the same (support blend)",
+    )
+    text.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        help="text similarity rescaling: max(0, (cos - shift) / (1 - shift))",
+    )
+    text.add_argument(
+        "--tune",
+        action="store_true",
+        default=None,
+        help="pick alpha/beta and shift on a validation carve of the training data",
+    )
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +101,53 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         "min_support": args.min_support,
         "baseline_method": args.baseline_method,
         "threads": args.threads,
+        **{
+            key: getattr(args, key, None)
+            for key in ("embedder", "fusion", "alpha", "beta", "shift", "tune")
+        },
     }
+
+
+def _add_topn_options(p: argparse.ArgumentParser, *, many_rerank: bool) -> None:
+    p.add_argument("--n", type=int, default=10, help="list length N (default 10)")
+    p.add_argument(
+        "--relevance",
+        type=float,
+        default=4.0,
+        help="topn: relevant = test rating >= this (0: every test interaction)",
+    )
+    if many_rerank:
+        p.add_argument(
+            "--rerank",
+            type=_name_list,
+            default=None,
+            help="topn: comma list of re-rankers: embedding, local, local:qwen2.5-1.5b, endpoint, openai:URL#MODEL",
+        )
+    else:
+        p.add_argument(
+            "--rerank",
+            choices=["none", "embedding", "local", "endpoint"],
+            default="none",
+            help="re-rank the CF candidates",
+        )
+    p.add_argument(
+        "--n-candidates",
+        type=int,
+        default=20,
+        help="CF candidates given to the re-ranker (M, default 20)",
+    )
+    p.add_argument(
+        "--llm-threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads for the local model (default 1)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per re-rank call before falling back to the CF order",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,18 +161,72 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="MAE/RMSE of models across folds and neighbour counts")
-    ev.add_argument("--data", required=True, help="data set name under $LLMCF_DATA_DIR (ml-100k, ...) or a path")
-    ev.add_argument("--split", default="u1-u5", help="u1..u5, u1-u5, ua, ub, kfold:5, random:0.2, temporal:0.2, coldstart")
-    ev.add_argument("--model", type=_name_list, default=["item-knn"], help="comma list: user-knn, item-knn, baseline, global-mean, ...")
+    ev.add_argument(
+        "--data", required=True, help="data set name under $LLMCF_DATA_DIR (ml-100k, ...) or a path"
+    )
+    ev.add_argument(
+        "--split",
+        default="u1-u5",
+        help="u1..u5, u1-u5, ua, ub, kfold:5, random:0.2, temporal:0.2, coldstart",
+    )
+    ev.add_argument(
+        "--model",
+        type=_name_list,
+        default=["item-knn"],
+        help="comma list: user-knn, item-knn, baseline, global-mean, ...",
+    )
     _add_model_options(ev, many_k=True)
     ev.add_argument("--seed", type=int, default=0, help="seed of computed splits")
     ev.add_argument("--report", default=None, help="write the JSON report here")
     ev.add_argument("--plot", default=None, help="write a PNG of MAE against K here")
-    ev.add_argument("--predictions", default=None, help="write user_id,item_id,rating,prediction CSV (one fold, one K)")
+    ev.add_argument(
+        "--predictions",
+        default=None,
+        help="write user_id,item_id,rating,prediction CSV (one fold, one K)",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument(
+        "--task",
+        choices=["ratings", "topn"],
+        default="ratings",
+        help="ratings (MAE/RMSE) or topn (ranking metrics, optional re-rankers)",
+    )
+    _add_topn_options(ev, many_rerank=True)
+    ev.add_argument(
+        "--max-users",
+        type=int,
+        default=None,
+        help="topn: evaluate a seeded sample of users (for slow re-rankers)",
+    )
+    ev.add_argument(
+        "--sampled",
+        type=int,
+        default=None,
+        help="topn: SAMPLED metrics, relevant items among this many random unseen ones",
+    )
+    ev.add_argument(
+        "--tune-users",
+        type=int,
+        default=200,
+        help="topn: validation users for choosing the fusion weight",
+    )
+    ev.add_argument(
+        "--llm-mode",
+        choices=["pointwise", "choice"],
+        default="pointwise",
+        help="topn: LLM scoring mode",
+    )
 
     fit = sub.add_parser("fit", help="fit a model and save it to a folder")
-    fit.add_argument("--data", required=True)
+    fit.add_argument("--data", default=None, help="data set name or path (or --events-db)")
+    fit.add_argument(
+        "--events-db", default=None, help="train from the event store at this URL or SQLite path"
+    )
+    fit.add_argument(
+        "--event-weights",
+        default=None,
+        help="implicit weight per event type, e.g. view=1,cart=3,purchase=5,rating=1",
+    )
     fit.add_argument("--model", default="item-knn")
     _add_model_options(fit, many_k=False)
     fit.add_argument("--out", required=True, help="folder to write manifest.json + arrays.npz to")
@@ -90,7 +238,32 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--item", required=True, action="append", help="item id (repeat or comma list)")
     pr.add_argument("--json", action="store_true", help="print JSON lines")
 
-    demo = sub.add_parser("demo", help="fit and evaluate on MovieLens 100K, print the table, write the plot")
+    rc = sub.add_parser(
+        "recommend", help="top-N for one user: CF, optionally re-ranked and explained"
+    )
+    rc.add_argument("--data", required=True)
+    rc.add_argument("--model", default="item-knn")
+    rc.add_argument("--user", required=True, help="external user id")
+    _add_model_options(rc, many_k=False)
+    _add_topn_options(rc, many_rerank=False)
+    rc.add_argument(
+        "--weight",
+        type=float,
+        default=None,
+        help="fusion weight of the re-ranker score (default 0.3)",
+    )
+    rc.add_argument(
+        "--explain",
+        action="store_true",
+        help="one-sentence reason per item (local LLM or endpoint)",
+    )
+    rc.add_argument(
+        "--llm-model", default=None, help="local model: qwen2.5-0.5b, qwen2.5-1.5b or a .gguf path"
+    )
+
+    demo = sub.add_parser(
+        "demo", help="fit and evaluate on MovieLens 100K, print the table, write the plot"
+    )
     demo.add_argument("--out", default="llmcf-demo", help="folder for the report and plot")
     demo.add_argument("--quiet", action="store_true")
 
@@ -105,12 +278,44 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="download an official MovieLens archive into the cache")
     dl.add_argument("name", help="ml-100k, ml-1m, ml-latest-small, ...")
     dl.add_argument("--dir", default=None, help="target folder (default: $LLMCF_DATA_DIR)")
+
+    srv = sub.add_parser("serve", help="serve a saved model over HTTP (needs the 'serve' extra)")
+    srv.add_argument("--model-dir", required=True, help="folder written by `llmcf fit`")
+    srv.add_argument(
+        "--events-db",
+        default=None,
+        help="event store URL or SQLite path (default: $LLMCF_EVENTS_DB or <cache>/events.sqlite)",
+    )
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument(
+        "--event-weights",
+        default=None,
+        help="implicit weight per event type, e.g. view=1,cart=3,purchase=5,rating=1",
+    )
+    srv.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    srv.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allow this origin (repeat); CORS is off by default",
+    )
+    srv.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
     return parser
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from llmcf.eval.runner import evaluate_ratings, iter_folds, write_predictions
+    if getattr(args, "task", "ratings") == "topn":
+        from llmcf.pipeline.commands import run_evaluate_topn
 
+        return run_evaluate_topn(args, _model_options(args))
+    from llmcf.eval.runner import evaluate_ratings, iter_folds, write_predictions
+    from llmcf.models import make_model
+
+    for name in args.model:  # fail on a bad model name or option before loading any data
+        make_model(name, **_model_options(args))
     folds = list(iter_folds(args.data, args.split, seed=args.seed))
     if args.predictions and (len(folds) != 1 or len(args.k) != 1):
         raise LlmcfError(
@@ -146,7 +351,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plot:
         from llmcf.eval.report import plot_metric_vs_k
 
-        plot_metric_vs_k(rows, args.plot, metric="mae", title=f"MAE vs K on {args.data} ({args.split})")
+        plot_metric_vs_k(
+            rows, args.plot, metric="mae", title=f"MAE vs K on {args.data} ({args.split})"
+        )
         print(f"plot: {args.plot}")
     if args.predictions:
         n = write_predictions(args.predictions, kept)
@@ -159,13 +366,31 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from llmcf.models import make_model
     from llmcf.persist import save_model
 
-    dataset = resolve_dataset(args.data)
+    if (args.data is None) == (args.events_db is None):
+        raise LlmcfError("give exactly one of --data and --events-db")
+    cutoff = None
+    if args.events_db is not None:
+        from llmcf.serve.store import EventStore, EventWeights
+
+        weights = EventWeights.parse(args.event_weights) if args.event_weights else EventWeights()
+        store = EventStore.open(args.events_db)
+        try:
+            dataset, cutoff = store.to_dataset(weights)
+        finally:
+            store.close()
+    else:
+        dataset = resolve_dataset(args.data)
     options = _model_options(args)
     options["k"] = args.k
     model = make_model(args.model, **options)
     t0 = time.perf_counter()
     model.fit(dataset)
     save_model(model, args.out)
+    if cutoff is not None:
+        from llmcf.serve.state import CUTOFF_FILE
+
+        # the service folds in only the events stored after the ones this model was fitted on
+        (Path(args.out) / CUTOFF_FILE).write_text(json.dumps({"max_seq": cutoff}))
     if not args.quiet:
         print(f"fitted {args.model} on {dataset} in {time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
@@ -184,7 +409,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(items) == 1 and len(users) > 1:
         items = items * len(users)
     if len(users) != len(items):
-        raise LlmcfError(f"--user and --item give {len(users)} and {len(items)} ids; they must pair up")
+        raise LlmcfError(
+            f"--user and --item give {len(users)} and {len(items)} ids; they must pair up"
+        )
     u_idx = model.users_.lookup(np.asarray(users), missing="negative")
     i_idx = model.items_.lookup(np.asarray(items), missing="negative")
     est, fallback = model.predict_detailed(u_idx, i_idx)
@@ -197,11 +424,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         elif fb:
             reason = "no usable neighbour"
         if args.json:
-            print(json.dumps({"user_id": u, "item_id": i, "prediction": float(e), "was_fallback": bool(fb), "reason": reason}))
+            print(
+                json.dumps(
+                    {
+                        "user_id": u,
+                        "item_id": i,
+                        "prediction": float(e),
+                        "was_fallback": bool(fb),
+                        "reason": reason,
+                    }
+                )
+            )
         else:
             note = f"  (fallback: {reason})" if fb else ""
             print(f"user {u} item {i}: {e:.4f}{note}")
     return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from llmcf.pipeline.commands import run_recommend
+
+    options = _model_options(args)
+    options["k"] = args.k
+    return run_recommend(args, options)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -238,7 +483,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         predictions=None,
         quiet=args.quiet,
     )
-    return cmd_evaluate(ns)
+    status = cmd_evaluate(ns)
+    from llmcf.pipeline.commands import run_demo_rerank
+
+    run_demo_rerank(data, quiet=args.quiet)
+    return status
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -248,7 +497,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     synth.generate_to_parquet(
         args.users, args.items, args.interactions, args.out, seed=args.seed, with_text=args.text
     )
-    print(f"wrote {args.interactions} interactions to {args.out} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {args.interactions} interactions to {args.out} in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 
@@ -260,13 +511,49 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise LlmcfError(
+            "`llmcf serve` needs the serve extra: pip install 'llmcf[serve]'"
+        ) from None
+    from llmcf.persist import MANIFEST
+    from llmcf.serve.app import create_app
+    from llmcf.serve.state import ServeSettings, default_events_db
+    from llmcf.serve.store import EventWeights
+
+    model_dir = Path(args.model_dir)
+    if not (model_dir / MANIFEST).is_file():
+        raise LlmcfError(f"{model_dir}: no {MANIFEST}; is this a folder written by `llmcf fit`?")
+    settings = ServeSettings(
+        model_dir=model_dir,
+        events_db=args.events_db or default_events_db(),
+        max_body_bytes=args.max_body_bytes,
+        cors_origins=tuple(args.cors_origin),
+        event_weights=EventWeights.parse(args.event_weights)
+        if args.event_weights
+        else EventWeights(),
+    )
+    if not settings.api_key:
+        print(
+            "llmcf serve: LLMCF_API_KEY is not set: write and admin endpoints are disabled",
+            file=sys.stderr,
+        )
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
 COMMANDS = {
     "evaluate": cmd_evaluate,
     "fit": cmd_fit,
     "predict": cmd_predict,
+    "recommend": cmd_recommend,
     "demo": cmd_demo,
     "synth": cmd_synth,
     "download": cmd_download,
+    "serve": cmd_serve,
 }
 
 

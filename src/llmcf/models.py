@@ -21,6 +21,15 @@ def text_models() -> dict[str, type]:
     return dict(MODEL_CLASSES_BY_NAME)
 
 
+def text_option_names() -> frozenset[str]:
+    """Options only the text-fused models take (plain kNN ignores them in a comparison)."""
+    try:
+        from llmcf.text.fused import TEXT_OPTIONS
+    except ImportError:
+        return frozenset()
+    return TEXT_OPTIONS
+
+
 def model_names() -> list[str]:
     return [*KNN_MODELS, *text_models(), *SIMPLE_MODELS]
 
@@ -33,12 +42,20 @@ def make_model(name: str, **options: Any) -> Any:
     """
     opts = {key: value for key, value in options.items() if value is not None}
     if name in KNN_MODELS:
-        return KNN_MODELS[name](KNNConfig.from_dict(opts))
+        text_only = text_option_names()
+        return KNN_MODELS[name](
+            KNNConfig.from_dict({k: v for k, v in opts.items() if k not in text_only})
+        )
     texts = text_models()
     if name in texts:
         return texts[name](**opts)
     if name == "baseline":
-        keys = {"baseline_method": "method", "baseline_epochs": "n_epochs", "reg_u": "reg_u", "reg_i": "reg_i"}
+        keys = {
+            "baseline_method": "method",
+            "baseline_epochs": "n_epochs",
+            "reg_u": "reg_u",
+            "reg_i": "reg_i",
+        }
         return BaselineOnly(**{keys[k]: v for k, v in opts.items() if k in keys})
     if name == "global-mean":
         return GlobalMean()

@@ -58,7 +58,9 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     arrays["vocab_items"] = model.items_.ids
     for name, a in arrays.items():
         if a.dtype == object:
-            raise TypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
+            raise TypeError(
+                f"array {name!r} has dtype object, which cannot be saved without pickle"
+            )
     manifest = {
         "format_version": FORMAT_VERSION,
         "class": type(model).__name__,
@@ -70,7 +72,7 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     }
     tmp = folder / (ARRAYS + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, folder / ARRAYS)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=float))
     return folder
@@ -115,7 +117,10 @@ def load_model(path: str | os.PathLike[str]) -> Any:
             raise ModelLoadError(f"{apath}: array {name!r} fails its checksum (corrupted file)")
     users = Vocabulary(arrays.pop("vocab_users"), name="user")
     items = Vocabulary(arrays.pop("vocab_items"), name="item")
-    if users.digest() != manifest["vocabulary"]["users"] or items.digest() != manifest["vocabulary"]["items"]:
+    if (
+        users.digest() != manifest["vocabulary"]["users"]
+        or items.digest() != manifest["vocabulary"]["items"]
+    ):
         raise ModelLoadError(f"{mpath}: vocabulary digest mismatch")
     config = manifest.get("config") or {}
     model = cls(**config) if config else cls()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import dataset_from_dense, random_dataset
 
 from llmcf import BaselineOnly, ItemKNN, UserKNN
 from llmcf.cf.baselines import fit_baselines
 from llmcf.errors import ConfigError, NotFittedError
 from llmcf.testing import reference
-from tests.conftest import dataset_from_dense, random_dataset
 
 RULES = ["basic", "mean", "zscore", "baseline"]
 
@@ -49,7 +49,9 @@ def _reference_predictions(model, ds, users, items, k, min_k=1):  # type: ignore
             est = {"basic": mu, "mean": means[x], "zscore": means[x], "baseline": baseline}[rule]
         else:
             num, den, _ = got
-            offset = {"basic": 0.0, "mean": means[x], "zscore": means[x], "baseline": baseline}[rule]
+            offset = {"basic": 0.0, "mean": means[x], "zscore": means[x], "baseline": baseline}[
+                rule
+            ]
             scale = sigmas[x] if rule == "zscore" else 1.0
             est = offset + num / den * scale
         out.append(min(5.0, max(1.0, est)))
@@ -99,9 +101,17 @@ def test_sparse_mode_equals_dense_when_all_neighbours_kept(cls: type, rule: str)
 def test_ties_broken_by_input_order() -> None:
     # user u3 rated i0, i1, i2 in that order; all three have similarity exactly 1 to i3
     # (support 1, cosine of single positive values), so with k=1 the first-rated one is used
-    rows = [("u0", "i0", 2.0), ("u0", "i3", 4.0), ("u1", "i1", 3.0), ("u1", "i3", 5.0),
-            ("u2", "i2", 1.0), ("u2", "i3", 1.0), ("u3", "i2", 5.0), ("u3", "i0", 1.0),
-            ("u3", "i1", 3.0)]
+    rows = [
+        ("u0", "i0", 2.0),
+        ("u0", "i3", 4.0),
+        ("u1", "i1", 3.0),
+        ("u1", "i3", 5.0),
+        ("u2", "i2", 1.0),
+        ("u2", "i3", 1.0),
+        ("u3", "i2", 5.0),
+        ("u3", "i0", 1.0),
+        ("u3", "i1", 3.0),
+    ]
     from llmcf import Dataset
 
     ds = Dataset.from_arrays(*zip(*rows, strict=True), rating_scale=(1, 5))

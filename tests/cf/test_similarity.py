@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import TINY, random_dataset
 
 from llmcf import ItemKNN, UserKNN
 from llmcf.cf.similarity import SIMILARITIES, get_similarity, similarity_matrix
 from llmcf.errors import ConfigError
 from llmcf.testing import reference
-from tests.conftest import TINY, random_dataset
 
 
 def _item_sim(name: str, **kw: object) -> np.ndarray:
@@ -81,7 +81,9 @@ def test_kernels_match_reference(name: str, seed: int) -> None:
         for a in range(len(rows)):
             for b in range(len(rows)):
                 if a != b:
-                    want = reference.similarity(name, rows[a], rows[b], min_support=2, shrinkage=3.0)
+                    want = reference.similarity(
+                        name, rows[a], rows[b], min_support=2, shrinkage=3.0
+                    )
                     assert got[a, b] == pytest.approx(want, abs=1e-12), (a, b)
 
 

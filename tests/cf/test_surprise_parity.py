@@ -14,7 +14,9 @@ import pytest
 from llmcf import ItemKNN, UserKNN
 from llmcf.data.loaders import load_movielens_100k_fold
 
-surprise = pytest.importorskip("surprise", reason="scikit-surprise (dev dependency) is not installed")
+surprise = pytest.importorskip(
+    "surprise", reason="scikit-surprise (dev dependency) is not installed"
+)
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -55,7 +57,7 @@ def test_predictions_equal_surprise(fold, user_based: bool, similarity: str) -> 
     for rule, algo_cls in RULES.items():
         algo = algo_cls(k=40, sim_options=sim_options, verbose=False)
         if reference_sim is not None:
-            algo.compute_similarities = lambda: reference_sim  # type: ignore[method-assign]
+            algo.compute_similarities = lambda sim=reference_sim: sim  # type: ignore[method-assign]
         algo.fit(trainset)
         reference_sim = algo.sim
         cls = UserKNN if user_based else ItemKNN
@@ -93,6 +95,8 @@ def test_item_knnbaseline_u1_u5_mean_mae(ml100k) -> None:  # type: ignore[no-unt
     for name in ["u1", "u2", "u3", "u4", "u5"]:
         ds, tr, te = load_movielens_100k_fold(ml100k, name)
         test = ds.subset(te)
-        model = ItemKNN(k=40, similarity="pearson_baseline", prediction="baseline").fit(ds.subset(tr))
+        model = ItemKNN(k=40, similarity="pearson_baseline", prediction="baseline").fit(
+            ds.subset(tr)
+        )
         maes.append(np.abs(model.predict(test.user_idx, test.item_idx) - test.rating).mean())
     assert np.mean(maes) == pytest.approx(0.7214, abs=5e-5)

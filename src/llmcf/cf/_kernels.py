@@ -41,8 +41,25 @@ def _finalise(kind, n, sab, saa, sbb, sa, sb, sdd, min_support, shrinkage):  # t
 
 
 @njit(cache=True)
-def _accumulate_row(x, first_after, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
-                    kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd, touched):  # type: ignore[no-untyped-def]
+def _accumulate_row(
+    x,
+    first_after,
+    x_indptr,
+    x_indices,
+    x_values,
+    y_indptr,
+    y_indices,
+    y_values,
+    kind,
+    n_acc,
+    s_ab,
+    s_aa,
+    s_bb,
+    s_a,
+    s_b,
+    s_dd,
+    touched,
+):  # type: ignore[no-untyped-def]
     """Add the co-rated sums of row ``x`` against the other rows into the accumulators.
 
     ``y_indices`` rows must be sorted by x. With ``first_after`` only rows x' > x are visited
@@ -80,8 +97,19 @@ def _accumulate_row(x, first_after, x_indptr, x_indices, x_values, y_indptr, y_i
 
 
 @njit(cache=True, parallel=True)
-def dense_similarity(n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
-                     kind, min_support, shrinkage, out):  # type: ignore[no-untyped-def]
+def dense_similarity(
+    n_x,
+    x_indptr,
+    x_indices,
+    x_values,
+    y_indptr,
+    y_indices,
+    y_values,
+    kind,
+    min_support,
+    shrinkage,
+    out,
+):  # type: ignore[no-untyped-def]
     """Fill the symmetric (n_x, n_x) matrix ``out`` with all similarities (diagonal = 1).
 
     Each pair is computed once (x < x') and mirrored. ``y_indices`` rows must be sorted by x.
@@ -97,13 +125,39 @@ def dense_similarity(n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_
         s_dd = np.zeros(n_x)
         touched = np.empty(n_x, np.int64)
         for x in range(c, n_x, n_chunks):
-            count = _accumulate_row(x, True, x_indptr, x_indices, x_values, y_indptr, y_indices,
-                                    y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b, s_dd,
-                                    touched)
+            count = _accumulate_row(
+                x,
+                True,
+                x_indptr,
+                x_indices,
+                x_values,
+                y_indptr,
+                y_indices,
+                y_values,
+                kind,
+                n_acc,
+                s_ab,
+                s_aa,
+                s_bb,
+                s_a,
+                s_b,
+                s_dd,
+                touched,
+            )
             for t in range(count):
                 x2 = touched[t]
-                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
-                              s_dd[x2], min_support, shrinkage)
+                s = _finalise(
+                    kind,
+                    n_acc[x2],
+                    s_ab[x2],
+                    s_aa[x2],
+                    s_bb[x2],
+                    s_a[x2],
+                    s_b[x2],
+                    s_dd[x2],
+                    min_support,
+                    shrinkage,
+                )
                 out[x, x2] = s
                 out[x2, x] = s
                 n_acc[x2] = 0
@@ -131,7 +185,9 @@ def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-d
             return
         child = left
         right = left + 1
-        if right < size and _worse(heap_sim[right], heap_idx[right], heap_sim[left], heap_idx[left]):
+        if right < size and _worse(
+            heap_sim[right], heap_idx[right], heap_sim[left], heap_idx[left]
+        ):
             child = right
         if not _worse(heap_sim[child], heap_idx[child], heap_sim[pos], heap_idx[pos]):
             return
@@ -142,8 +198,23 @@ def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-d
 
 
 @njit(cache=True, parallel=True)
-def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
-                    kind, min_support, shrinkage, k, min_sim, out_idx, out_sim):  # type: ignore[no-untyped-def]
+def topk_similarity(
+    rows,
+    n_x,
+    x_indptr,
+    x_indices,
+    x_values,
+    y_indptr,
+    y_indices,
+    y_values,
+    kind,
+    min_support,
+    shrinkage,
+    k,
+    min_sim,
+    out_idx,
+    out_sim,
+):  # type: ignore[no-untyped-def]
     """Keep, for each of ``rows``, its ``k`` most similar other rows with similarity > min_sim.
 
     ``out_idx[r]`` (int32, -1 padded) and ``out_sim[r]`` are sorted by decreasing similarity,
@@ -192,14 +263,44 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
             for t in range(count):
                 x2 = touched[t]
                 if kind == MSD:
-                    s = _finalise(kind, acc[x2, 0], 0.0, 0.0, 0.0, 0.0, 0.0, acc[x2, 1],
-                                  min_support, shrinkage)
+                    s = _finalise(
+                        kind,
+                        acc[x2, 0],
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        acc[x2, 1],
+                        min_support,
+                        shrinkage,
+                    )
                 elif kind == PEARSON:
-                    s = _finalise(kind, acc[x2, 0], acc[x2, 1], acc[x2, 2], acc[x2, 3],
-                                  acc[x2, 4], acc[x2, 5], 0.0, min_support, shrinkage)
+                    s = _finalise(
+                        kind,
+                        acc[x2, 0],
+                        acc[x2, 1],
+                        acc[x2, 2],
+                        acc[x2, 3],
+                        acc[x2, 4],
+                        acc[x2, 5],
+                        0.0,
+                        min_support,
+                        shrinkage,
+                    )
                 else:
-                    s = _finalise(kind, acc[x2, 0], acc[x2, 1], acc[x2, 2], acc[x2, 3], 0.0,
-                                  0.0, 0.0, min_support, shrinkage)
+                    s = _finalise(
+                        kind,
+                        acc[x2, 0],
+                        acc[x2, 1],
+                        acc[x2, 2],
+                        acc[x2, 3],
+                        0.0,
+                        0.0,
+                        0.0,
+                        min_support,
+                        shrinkage,
+                    )
                 for j in range(n_sums):
                     acc[x2, j] = 0.0
                 if not s > min_sim or k == 0:
@@ -212,8 +313,9 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
                     size += 1
                     while pos > 0:
                         parent = (pos - 1) // 2
-                        if not _worse(heap_sim[pos], heap_idx[pos], heap_sim[parent],
-                                      heap_idx[parent]):
+                        if not _worse(
+                            heap_sim[pos], heap_idx[pos], heap_sim[parent], heap_idx[parent]
+                        ):
                             break
                         hs, hi = heap_sim[pos], heap_idx[pos]
                         heap_sim[pos], heap_idx[pos] = heap_sim[parent], heap_idx[parent]
@@ -237,8 +339,24 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
 
 
 @njit(cache=True, parallel=True)
-def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_sim, use_dense,
-                  n_x, ks, min_k, offset, scale, out_est, out_k):  # type: ignore[no-untyped-def]
+def predict_pairs(
+    px,
+    py,
+    y_indptr,
+    y_indices,
+    y_dev,
+    dense_sim,
+    nbr_idx,
+    nbr_sim,
+    use_dense,
+    n_x,
+    ks,
+    min_k,
+    offset,
+    scale,
+    out_est,
+    out_k,
+):  # type: ignore[no-untyped-def]
     """Neighbourhood estimates for pairs (px[p], py[p]) at several neighbour counts at once.
 
     For pair p the candidates are the entries of row ``py[p]`` of the y-major matrix (in input
@@ -322,4 +440,4 @@ def predict_pairs(px, py, y_indptr, y_indices, y_dev, dense_sim, nbr_idx, nbr_si
 def set_threads(n: int | None) -> None:
     """Cap numba's worker threads (``None`` keeps the default, one per core)."""
     if n is not None:
-        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]

@@ -106,7 +106,10 @@ class _RatingModel(TopNMixin):
     """Shared plumbing of rating predictors: vocabularies, clipping, fallbacks, persistence."""
 
     name = "model"
-    fitted_attrs: tuple[str, ...] = ()
+    mu_: float | None = None
+    users_: Any
+    items_: Any
+    rating_scale_: tuple[float, float] | None = None
 
     def __init__(self) -> None:
         self.fit_seconds_: float | None = None
@@ -184,7 +187,7 @@ class BaselineOnly(_RatingModel):
     def __init__(self, config: BaselineConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.config = config or BaselineConfig(**kwargs)
-        self.mu_: float | None = None
+        self.mu_ = None
 
     def fit(self, dataset: Dataset) -> BaselineOnly:
         t0 = time.perf_counter()
@@ -192,7 +195,11 @@ class BaselineOnly(_RatingModel):
         self.items_ = dataset.items
         self.rating_scale_ = dataset.rating_scale
         self.mu_, self.bu_, self.bi_ = fit_baselines(
-            dataset.user_idx, dataset.item_idx, dataset.rating, dataset.n_users, dataset.n_items,
+            dataset.user_idx,
+            dataset.item_idx,
+            dataset.rating,
+            dataset.n_users,
+            dataset.n_items,
             self.config,
         )
         self.user_known_ = dataset.user_counts() > 0
@@ -240,7 +247,7 @@ class GlobalMean(_RatingModel):
     def __init__(self) -> None:
         super().__init__()
         self.config = None
-        self.mu_: float | None = None
+        self.mu_ = None
 
     def fit(self, dataset: Dataset) -> GlobalMean:
         self.users_ = dataset.users
@@ -256,6 +263,9 @@ class GlobalMean(_RatingModel):
     def predict_detailed(
         self, user_idx: np.ndarray, item_idx: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """``(predictions, was_fallback)``; pairs with an unknown user or item are flagged."""
         self._check_fitted()
-        n = np.asarray(user_idx).shape[0]
-        return np.full(n, self.mu_, dtype=np.float64), np.zeros(n, dtype=bool)
+        u = np.asarray(user_idx, dtype=np.int64).ravel()
+        i = np.asarray(item_idx, dtype=np.int64).ravel()
+        known = (u >= 0) & (u < len(self.users_)) & (i >= 0) & (i < len(self.items_))
+        return np.full(len(u), self.mu_, dtype=np.float64), ~known

@@ -103,13 +103,16 @@ class KNNConfig:
 
 class _KNN(_RatingModel, TopNMixin):
     user_based: bool = True
+    sim_: np.ndarray | None = None
+    nbr_idx_: np.ndarray | None = None
+    nbr_sim_: np.ndarray | None = None
 
     def __init__(self, config: KNNConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
         if config is not None and kwargs:
             raise ConfigError("pass either a KNNConfig or keyword options, not both")
         self.config = config or KNNConfig.from_dict(kwargs)
-        self.mu_: float | None = None
+        self.mu_ = None
 
     # ------------------------------------------------------------------ fit
     def fit(self, dataset: Dataset, *, progress: bool = False) -> _KNN:
@@ -272,9 +275,9 @@ class _KNN(_RatingModel, TopNMixin):
         if rule == "baseline":
             fb_value = baseline
         elif rule == "basic":
-            fb_value = np.full(n, self.mu_)
+            fb_value = np.full(n, float(self.mu_ or 0.0))
         else:
-            fb_value = np.where(both, offset, self.mu_)
+            fb_value = np.where(both, offset, float(self.mu_ or 0.0))
         est = np.where(fallback, fb_value[:, None], est)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))

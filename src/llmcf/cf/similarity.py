@@ -214,7 +214,9 @@ def similarity_matrix(
     x, y = (coo.row, coo.col) if axis == 0 else (coo.col, coo.row)
     n_x, n_y = (coo.shape[0], coo.shape[1]) if axis == 0 else (coo.shape[1], coo.shape[0])
     r = coo.data.astype(np.float64)
-    y_means = np.bincount(y, weights=r, minlength=n_y) / np.maximum(np.bincount(y, minlength=n_y), 1)
+    y_means = np.bincount(y, weights=r, minlength=n_y) / np.maximum(
+        np.bincount(y, minlength=n_y), 1
+    )
     ctx = EntryContext(x, y, r, float(r.mean()) if len(r) else 0.0, None, None, y_means)
     layout = EntryLayout.build(x.astype(np.int64), y.astype(np.int64), n_x, n_y)
     out = compute_similarities(

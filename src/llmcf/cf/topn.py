@@ -78,8 +78,10 @@ def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     m = min(n, n_cols)
     if m == 0:
         return np.full((n_rows, n), -1, np.int32), np.full((n_rows, n), -np.inf)
-    part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < n_cols else np.tile(
-        np.arange(n_cols), (n_rows, 1)
+    part = (
+        np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        if m < n_cols
+        else np.tile(np.arange(n_cols), (n_rows, 1))
     )
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
@@ -217,8 +219,8 @@ class TopNMixin:
     Subclasses implement ``_score_block(users) -> (len(users), n_items) float64``.
     """
 
-    users_: object
-    items_: object
+    users_: Any
+    items_: Any
     user_idx_: np.ndarray
     item_idx_: np.ndarray
     rating_: np.ndarray
@@ -323,6 +325,18 @@ class TopNMixin:
     def _score_block(self, users: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def score_all(self, user_idx: np.ndarray) -> np.ndarray:
+        """(len(user_idx), n_items) ranking scores before seen-item exclusion; unknown users
+        (-1) and users without any positive score get the popularity scores."""
+        self._check_fitted()  # type: ignore[attr-defined]
+        users = np.asarray(user_idx, dtype=np.int64).ravel()
+        known = (users >= 0) & (users < len(self.users_))  # type: ignore[arg-type]
+        scores = self._ranking_scores(np.where(known, users, 0))
+        scores[~known] = 0.0
+        empty = ~(scores > 0).any(axis=1) | ~known
+        scores[empty] = self._popularity()
+        return scores
+
     def recommend_many(
         self,
         user_idx: np.ndarray,
@@ -382,7 +396,11 @@ class TopNMixin:
         fb = bool(recs.was_fallback[0])
         reason = None
         if fb:
-            reason = "unknown user: most popular items" if user_idx < 0 else "no neighbour scores: most popular items"
+            reason = (
+                "unknown user: most popular items"
+                if user_idx < 0
+                else "no neighbour scores: most popular items"
+            )
         return ItemList(items, self.items_.external(items), recs.scores[0][keep], fb, reason)  # type: ignore[attr-defined]
 
     def similar_items(self, item_idx: int, n: int = 10) -> ItemList:

@@ -724,8 +724,13 @@ def _movielens_layout(folder: Path) -> str | None:
         return "dat"
     if any(folder.glob("ratings_pairs*.parquet")) or any(folder.glob("ratings_pairs*.csv*")):
         return "pairs"
-    if (folder / "ratings.csv").exists():
-        return "csv"
+    ratings_csv = folder / "ratings.csv"
+    if ratings_csv.exists():
+        # only the MovieLens header makes it a MovieLens release; other ratings.csv files are tables
+        with open(ratings_csv, "rb") as fh:
+            header = fh.readline().decode("utf-8", "replace").strip().lower()
+        if header.startswith("userid,movieid"):
+            return "csv"
     return None
 
 
@@ -1205,7 +1210,8 @@ def load_table(
         sep: field separator; ``None`` picks it from the extension (.csv ``,``, .tsv ``\\t``)
             or sniffs the header line.
         feedback: ``"explicit"`` or ``"implicit"``; without a rating column the weight is 1.
-        rating_scale: (lowest, highest); ratings outside it are an error.
+        rating_scale: (lowest, highest); ratings outside it are an error. ``None`` with explicit
+            feedback uses the observed (min, max), so predictions are clipped to it.
         duplicates: repeated (user, item) pairs: ``"error"`` (default, names both lines) or a
             :meth:`Dataset.deduplicate` policy, applied with a warning.
         encoding: text encoding of CSV/TSV files.
@@ -1341,6 +1347,8 @@ def load_table(
         else:
             timestamp = numeric.to_numpy(np.float64).astype(np.int64)
 
+    if rating_scale is None and feedback == "explicit" and rating is not None and len(rating):
+        rating_scale = (float(np.min(rating)), float(np.max(rating)))
     ds = Dataset(
         *_vocabularies(ids["user"], ids["item"]),
         rating,

@@ -35,9 +35,16 @@ def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
     file_folds = is_file_split(split)
     if file_folds:
         path = resolve_data_path(data)
-        for fold in file_folds:
-            ds, train, test = load_movielens_100k_fold(path, fold)
-            yield FoldData(fold, ds, train, test)
+        folder = path if path.is_dir() else path.parent
+        missing = [f for f in file_folds if not (folder / f"{f}.base").exists()]
+        if missing:
+            raise ConfigError(
+                f"--split {split} uses MovieLens 100K's predefined files, but {folder} has no "
+                f"{missing[0]}.base; use a computed split such as kfold:5 or random:0.2"
+            )
+        for fold_name in file_folds:
+            ds, train, test = load_movielens_100k_fold(path, fold_name)
+            yield FoldData(fold_name, ds, train, test)
         return
     dataset = resolve_dataset(data)
     for fold in parse_split(split, seed=seed)(dataset):
@@ -71,7 +78,9 @@ def evaluate_ratings(
     rows: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
     fold_list = list(folds) if not isinstance(folds, list) else folds
-    bar = tqdm(total=len(fold_list) * len(models), disable=not progress, desc="evaluate", unit="fit")
+    bar = tqdm(
+        total=len(fold_list) * len(models), disable=not progress, desc="evaluate", unit="fit"
+    )
     for fold in fold_list:
         train = fold.dataset.subset(fold.train)
         test = fold.dataset.subset(fold.test)
