@@ -198,142 +198,63 @@ def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-d
 
 
 @njit(cache=True, parallel=True)
-def topk_similarity(
-    rows,
-    n_x,
-    x_indptr,
-    x_indices,
-    x_values,
-    y_indptr,
-    y_indices,
-    y_values,
-    kind,
-    min_support,
-    shrinkage,
-    k,
-    min_sim,
-    out_idx,
-    out_sim,
-):  # type: ignore[no-untyped-def]
+def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
+                    kind, min_support, shrinkage, k, min_sim, out_idx, out_sim):  # type: ignore[no-untyped-def]
     """Keep, for each of ``rows``, its ``k`` most similar other rows with similarity > min_sim.
 
     ``out_idx[r]`` (int32, -1 padded) and ``out_sim[r]`` are sorted by decreasing similarity,
-    ties broken by lower index. Memory: O(n_x) per thread plus the (len(rows), k) outputs.
-
-    The co-rated sums of one row are accumulated in one (n_x, n_sums) array (one cache line per
-    partner instead of one per sum) in the same order as :func:`_accumulate_row`, so the sums,
-    and the similarities, are bit-identical to it; the k best are selected with a bounded heap
-    (O(touched log k)) instead of sorting every touched partner.
+    ties broken by lower index. The k best are kept in a bounded insertion list, so a row
+    costs O(touched + insertions * k) rather than a sort of everything it touched.
+    Memory: O(n_x) per thread plus the (len(rows), k) outputs.
     """
     n_rows = rows.shape[0]
     n_chunks = min(n_rows, 256)
-    n_sums = 2 if kind == MSD else (6 if kind == PEARSON else 4)
     for c in prange(n_chunks):
-        # acc[x2] = [n, s_ab, s_aa, s_bb, s_a, s_b] (pearson), [n, s_ab, s_aa, s_bb], or [n, s_dd]
-        acc = np.zeros((n_x, n_sums))
+        n_acc = np.zeros(n_x, np.int64)
+        s_ab = np.zeros(n_x)
+        s_aa = np.zeros(n_x)
+        s_bb = np.zeros(n_x)
+        s_a = np.zeros(n_x)
+        s_b = np.zeros(n_x)
+        s_dd = np.zeros(n_x)
         touched = np.empty(n_x, np.int64)
-        heap_sim = np.empty(max(k, 1))
-        heap_idx = np.empty(max(k, 1), np.int64)
+        top_idx = np.empty(k, np.int64)
+        top_sim = np.empty(k)
         for r in range(c, n_rows, n_chunks):
             x = rows[r]
-            count = 0
-            for e in range(x_indptr[x], x_indptr[x + 1]):
-                y = x_indices[e]
-                a = x_values[e]
-                for f in range(y_indptr[y], y_indptr[y + 1]):
-                    x2 = y_indices[f]
-                    if x2 == x:
-                        continue
-                    b = y_values[f]
-                    if acc[x2, 0] == 0.0:
-                        touched[count] = x2
-                        count += 1
-                    acc[x2, 0] += 1.0
-                    if kind == MSD:
-                        d = a - b
-                        acc[x2, 1] += d * d
-                    else:
-                        acc[x2, 1] += a * b
-                        acc[x2, 2] += a * a
-                        acc[x2, 3] += b * b
-                        if kind == PEARSON:
-                            acc[x2, 4] += a
-                            acc[x2, 5] += b
-            size = 0
+            count = _accumulate_row(x, False, x_indptr, x_indices, x_values, y_indptr,
+                                    y_indices, y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b,
+                                    s_dd, touched)
+            m = 0
             for t in range(count):
                 x2 = touched[t]
-                if kind == MSD:
-                    s = _finalise(
-                        kind,
-                        acc[x2, 0],
-                        0.0,
-                        0.0,
-                        0.0,
-                        0.0,
-                        0.0,
-                        acc[x2, 1],
-                        min_support,
-                        shrinkage,
-                    )
-                elif kind == PEARSON:
-                    s = _finalise(
-                        kind,
-                        acc[x2, 0],
-                        acc[x2, 1],
-                        acc[x2, 2],
-                        acc[x2, 3],
-                        acc[x2, 4],
-                        acc[x2, 5],
-                        0.0,
-                        min_support,
-                        shrinkage,
-                    )
-                else:
-                    s = _finalise(
-                        kind,
-                        acc[x2, 0],
-                        acc[x2, 1],
-                        acc[x2, 2],
-                        acc[x2, 3],
-                        0.0,
-                        0.0,
-                        0.0,
-                        min_support,
-                        shrinkage,
-                    )
-                for j in range(n_sums):
-                    acc[x2, j] = 0.0
-                if not s > min_sim or k == 0:
+                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
+                              s_dd[x2], min_support, shrinkage)
+                n_acc[x2] = 0
+                s_ab[x2] = 0.0
+                s_aa[x2] = 0.0
+                s_bb[x2] = 0.0
+                s_a[x2] = 0.0
+                s_b[x2] = 0.0
+                s_dd[x2] = 0.0
+                if s <= min_sim:
                     continue
-                if size < k:
-                    # sift up
-                    pos = size
-                    heap_sim[pos] = s
-                    heap_idx[pos] = x2
-                    size += 1
-                    while pos > 0:
-                        parent = (pos - 1) // 2
-                        if not _worse(
-                            heap_sim[pos], heap_idx[pos], heap_sim[parent], heap_idx[parent]
-                        ):
-                            break
-                        hs, hi = heap_sim[pos], heap_idx[pos]
-                        heap_sim[pos], heap_idx[pos] = heap_sim[parent], heap_idx[parent]
-                        heap_sim[parent], heap_idx[parent] = hs, hi
-                        pos = parent
-                elif _worse(heap_sim[0], heap_idx[0], s, x2):
-                    heap_sim[0] = s
-                    heap_idx[0] = x2
-                    _heap_sift_down(heap_sim, heap_idx, size, 0)
-            cand = heap_idx[:size]
-            by_index = np.argsort(cand)
-            cand_sorted = cand[by_index]
-            sim_sorted = heap_sim[:size][by_index]
-            order = np.argsort(-sim_sorted, kind="mergesort")
-            for j in range(size):
-                out_idx[r, j] = cand_sorted[order[j]]
-                out_sim[r, j] = sim_sorted[order[j]]
-            for j in range(size, k):
+                if m == k and (s < top_sim[k - 1] or (s == top_sim[k - 1] and x2 > top_idx[k - 1])):
+                    continue
+                pos = m if m < k else k - 1
+                while pos > 0 and (top_sim[pos - 1] < s
+                                   or (top_sim[pos - 1] == s and top_idx[pos - 1] > x2)):
+                    top_sim[pos] = top_sim[pos - 1]
+                    top_idx[pos] = top_idx[pos - 1]
+                    pos -= 1
+                top_sim[pos] = s
+                top_idx[pos] = x2
+                if m < k:
+                    m += 1
+            for j in range(m):
+                out_idx[r, j] = top_idx[j]
+                out_sim[r, j] = top_sim[j]
+            for j in range(m, k):
                 out_idx[r, j] = -1
                 out_sim[r, j] = 0.0
 
