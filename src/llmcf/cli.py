@@ -384,7 +384,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options["k"] = args.k
     model = make_model(args.model, **options)
     t0 = time.perf_counter()
-    model.fit(dataset)
+    try:
+        model.fit(dataset, progress=not args.quiet)
+    except TypeError:  # models without a progress option
+        model.fit(dataset)
     save_model(model, args.out)
     if cutoff is not None:
         from llmcf.serve.state import CUTOFF_FILE

@@ -114,7 +114,7 @@ def dense_similarity(
 
     Each pair is computed once (x < x') and mirrored. ``y_indices`` rows must be sorted by x.
     """
-    n_chunks = min(n_x, 64)
+    n_chunks = min(n_x, 4 * numba.get_num_threads())
     for c in prange(n_chunks):
         n_acc = np.zeros(n_x, np.int64)
         s_ab = np.zeros(n_x)
@@ -198,8 +198,23 @@ def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-d
 
 
 @njit(cache=True, parallel=True)
-def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indices, y_values,
-                    kind, min_support, shrinkage, k, min_sim, out_idx, out_sim):  # type: ignore[no-untyped-def]
+def topk_similarity(
+    rows,
+    n_x,
+    x_indptr,
+    x_indices,
+    x_values,
+    y_indptr,
+    y_indices,
+    y_values,
+    kind,
+    min_support,
+    shrinkage,
+    k,
+    min_sim,
+    out_idx,
+    out_sim,
+):  # type: ignore[no-untyped-def]
     """Keep, for each of ``rows``, its ``k`` most similar other rows with similarity > min_sim.
 
     ``out_idx[r]`` (int32, -1 padded) and ``out_sim[r]`` are sorted by decreasing similarity,
@@ -208,7 +223,7 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
     Memory: O(n_x) per thread plus the (len(rows), k) outputs.
     """
     n_rows = rows.shape[0]
-    n_chunks = min(n_rows, 256)
+    n_chunks = min(n_rows, 4 * numba.get_num_threads())
     for c in prange(n_chunks):
         n_acc = np.zeros(n_x, np.int64)
         s_ab = np.zeros(n_x)
@@ -222,14 +237,40 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
         top_sim = np.empty(k)
         for r in range(c, n_rows, n_chunks):
             x = rows[r]
-            count = _accumulate_row(x, False, x_indptr, x_indices, x_values, y_indptr,
-                                    y_indices, y_values, kind, n_acc, s_ab, s_aa, s_bb, s_a, s_b,
-                                    s_dd, touched)
+            count = _accumulate_row(
+                x,
+                False,
+                x_indptr,
+                x_indices,
+                x_values,
+                y_indptr,
+                y_indices,
+                y_values,
+                kind,
+                n_acc,
+                s_ab,
+                s_aa,
+                s_bb,
+                s_a,
+                s_b,
+                s_dd,
+                touched,
+            )
             m = 0
             for t in range(count):
                 x2 = touched[t]
-                s = _finalise(kind, n_acc[x2], s_ab[x2], s_aa[x2], s_bb[x2], s_a[x2], s_b[x2],
-                              s_dd[x2], min_support, shrinkage)
+                s = _finalise(
+                    kind,
+                    n_acc[x2],
+                    s_ab[x2],
+                    s_aa[x2],
+                    s_bb[x2],
+                    s_a[x2],
+                    s_b[x2],
+                    s_dd[x2],
+                    min_support,
+                    shrinkage,
+                )
                 n_acc[x2] = 0
                 s_ab[x2] = 0.0
                 s_aa[x2] = 0.0
@@ -242,8 +283,9 @@ def topk_similarity(rows, n_x, x_indptr, x_indices, x_values, y_indptr, y_indice
                 if m == k and (s < top_sim[k - 1] or (s == top_sim[k - 1] and x2 > top_idx[k - 1])):
                     continue
                 pos = m if m < k else k - 1
-                while pos > 0 and (top_sim[pos - 1] < s
-                                   or (top_sim[pos - 1] == s and top_idx[pos - 1] > x2)):
+                while pos > 0 and (
+                    top_sim[pos - 1] < s or (top_sim[pos - 1] == s and top_idx[pos - 1] > x2)
+                ):
                     top_sim[pos] = top_sim[pos - 1]
                     top_idx[pos] = top_idx[pos - 1]
                     pos -= 1
@@ -295,7 +337,7 @@ def predict_pairs(
     n_pairs = px.shape[0]
     n_ks = ks.shape[0]
     k_max = ks[n_ks - 1]
-    n_chunks = min(n_pairs, 256)
+    n_chunks = min(n_pairs, 8 * numba.get_num_threads())
     for c in prange(n_chunks):
         lookup = np.zeros(n_x if not use_dense else 1)
         top_sim = np.empty(k_max)

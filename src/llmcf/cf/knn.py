@@ -162,6 +162,7 @@ class _KNN(_RatingModel, TopNMixin):
             shrinkage=cfg.shrinkage,
             dense=self.dense_,
             n_neighbors=n_store,
+            progress=progress,
         )
         if isinstance(result, tuple):
             self.nbr_idx_, self.nbr_sim_ = result
