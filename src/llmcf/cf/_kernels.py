@@ -109,12 +109,13 @@ def dense_similarity(
     min_support,
     shrinkage,
     out,
+    chunks,
 ):  # type: ignore[no-untyped-def]
     """Fill the symmetric (n_x, n_x) matrix ``out`` with all similarities (diagonal = 1).
 
     Each pair is computed once (x < x') and mirrored. ``y_indices`` rows must be sorted by x.
     """
-    n_chunks = min(n_x, 4 * numba.get_num_threads())
+    n_chunks = min(n_x, chunks)
     for c in prange(n_chunks):
         n_acc = np.zeros(n_x, np.int64)
         s_ab = np.zeros(n_x)
@@ -214,6 +215,7 @@ def topk_similarity(
     min_sim,
     out_idx,
     out_sim,
+    chunks,
 ):  # type: ignore[no-untyped-def]
     """Keep, for each of ``rows``, its ``k`` most similar other rows with similarity > min_sim.
 
@@ -223,7 +225,7 @@ def topk_similarity(
     Memory: O(n_x) per thread plus the (len(rows), k) outputs.
     """
     n_rows = rows.shape[0]
-    n_chunks = min(n_rows, 4 * numba.get_num_threads())
+    n_chunks = min(n_rows, chunks)
     for c in prange(n_chunks):
         n_acc = np.zeros(n_x, np.int64)
         s_ab = np.zeros(n_x)
@@ -319,6 +321,7 @@ def predict_pairs(
     scale,
     out_est,
     out_k,
+    chunks,
 ):  # type: ignore[no-untyped-def]
     """Neighbourhood estimates for pairs (px[p], py[p]) at several neighbour counts at once.
 
@@ -337,7 +340,7 @@ def predict_pairs(
     n_pairs = px.shape[0]
     n_ks = ks.shape[0]
     k_max = ks[n_ks - 1]
-    n_chunks = min(n_pairs, 8 * numba.get_num_threads())
+    n_chunks = min(n_pairs, chunks)
     for c in prange(n_chunks):
         lookup = np.zeros(n_x if not use_dense else 1)
         top_sim = np.empty(k_max)
@@ -398,6 +401,15 @@ def predict_pairs(
                     break
                 sum_sim += top_sim[t]
                 sum_dev += top_sim[t] * top_dev[t]
+
+
+def n_chunks(per_thread: int = 4) -> int:
+    """Work chunks for a parallel kernel: a few per thread (each chunk allocates O(n) buffers).
+
+    Computed outside the kernels: calling numba.get_num_threads() inside a jitted function
+    would make it uncacheable.
+    """
+    return max(1, per_thread * numba.get_num_threads())
 
 
 def set_threads(n: int | None) -> None:

@@ -271,6 +271,7 @@ class _KNN(_RatingModel, TopNMixin):
             np.ascontiguousarray(scale, dtype=np.float64),
             est,
             actual,
+            _kernels.n_chunks(8),
         )
         fallback = np.isnan(est)
         if rule == "baseline":

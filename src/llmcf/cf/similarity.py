@@ -182,7 +182,7 @@ def compute_similarities(
     )
     if dense and rows is None:
         out = np.zeros((layout.n_x, layout.n_x), dtype=np.float64)
-        _kernels.dense_similarity(*args, out)
+        _kernels.dense_similarity(*args, out, _kernels.n_chunks())
         return out
     row_ids = np.arange(layout.n_x, dtype=np.int64) if rows is None else rows.astype(np.int64)
     if dense:
@@ -203,6 +203,7 @@ def compute_similarities(
                 0.0,
                 out_idx[start:stop],
                 out_sim[start:stop],
+                _kernels.n_chunks(),
             )
             bar.update(stop - start)
     return out_idx, out_sim
