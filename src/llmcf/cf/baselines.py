@@ -66,14 +66,17 @@ def fit_baselines(
     if cfg.method == "als":
         n_u = np.bincount(user_idx, minlength=n_users).astype(np.float64)
         n_i = np.bincount(item_idx, minlength=n_items).astype(np.float64)
-        centred = rating - mu
-        for _ in range(cfg.epochs):
-            bi = np.bincount(item_idx, weights=centred - bu[user_idx], minlength=n_items) / (
-                cfg.reg_i + n_i
-            )
-            bu = np.bincount(user_idx, weights=(rating - mu) - bi[item_idx], minlength=n_users) / (
-                cfg.reg_u + n_u
-            )
+        _als_epochs(
+            np.ascontiguousarray(user_idx, dtype=np.int64),
+            np.ascontiguousarray(item_idx, dtype=np.int64),
+            np.ascontiguousarray(rating, dtype=np.float64),
+            mu,
+            bu,
+            bi,
+            cfg.reg_i + n_i,
+            cfg.reg_u + n_u,
+            cfg.epochs,
+        )
     else:
         # SGD is sequential by nature; visit users in index order, each user's ratings in input order
         order = np.argsort(user_idx, kind="stable")
@@ -89,6 +92,24 @@ def fit_baselines(
             cfg.learning_rate,
         )
     return mu, bu, bi
+
+
+@njit(cache=True)
+def _als_epochs(users, items, ratings, mu, bu, bi, den_i, den_u, n_epochs):  # type: ignore[no-untyped-def]
+    """ALS sweeps; sums run over the ratings in input order, as in the reference loop."""
+    dev_i = np.empty(bi.shape[0])
+    dev_u = np.empty(bu.shape[0])
+    for _ in range(n_epochs):
+        dev_i[:] = 0.0
+        for t in range(users.shape[0]):
+            dev_i[items[t]] += (ratings[t] - mu) - bu[users[t]]
+        for i in range(bi.shape[0]):
+            bi[i] = dev_i[i] / den_i[i]
+        dev_u[:] = 0.0
+        for t in range(users.shape[0]):
+            dev_u[users[t]] += (ratings[t] - mu) - bi[items[t]]
+        for u in range(bu.shape[0]):
+            bu[u] = dev_u[u] / den_u[u]
 
 
 @njit(cache=True)

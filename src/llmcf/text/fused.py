@@ -1,0 +1,428 @@
+"""Text-fused kNN (T-UserCF / T-ItemCF): CF similarity blended with text-embedding similarity.
+
+For two entities x, x' (items for :class:`TItemKNN`, users for :class:`TUserKNN`) with CF
+similarity ``cf(x, x')`` (the configured kNN similarity, shrinkage included), ``n`` co-ratings
+and text vectors v_x (unit rows; items: the embedding of the rendered item text, users: the
+weighted average of the embeddings of the items they rated, see :mod:`llmcf.text.users`)::
+
+    cos(x, x')  = v_x . v_x'
+    text(x, x') = max(0, (cos - shift) / (1 - shift)) ** power        (rescaled to CF's range)
+
+    fixed:    sim = alpha * cf + (1 - alpha) * text
+    support:  sim = w * cf + (1 - w) * text,   w = n / (n + beta)
+
+so with the support-aware blend a pair with many co-ratings keeps its CF similarity and a pair
+with few (or none) leans on text. The fused similarity then drives the unchanged kNN
+prediction rules and kernel of :mod:`llmcf.cf.knn` (same k, min_k, prediction rule).
+
+Neighbour candidates are the union of CF neighbours and text neighbours:
+
+* dense mode (``n_x <= dense_max``): the full fused matrix is computed exactly, so every
+  pair with positive CF *or* text similarity is a candidate;
+* sparse mode (larger catalogs): the CF top lists (``n_neighbors`` per entity) are merged with
+  the ``n_text_neighbors`` nearest text vectors (:func:`llmcf.text.ann.text_top_k`: exact, or
+  faiss HNSW when installed); for every pair of the union the text cosine and co-rating count
+  are computed exactly and the CF similarity is taken from the CF list (0 when the pair is not
+  in it, i.e. its CF similarity is <= 0 or below the list's cut-off); the ``n_neighbors`` best
+  fused pairs are kept.
+
+Cold start: an item with text but no ratings counts as known to :class:`TItemKNN` (its text
+neighbours among the user's rated items predict it, and it can be recommended through them);
+a user with a few ratings gets a text vector and so neighbours in :class:`TUserKNN`.
+
+``tune=True`` carves a validation set (``tune_fraction`` of the *training* interactions,
+seeded) from the data passed to ``fit``, fits on the rest, picks the ``alpha`` (fixed) or
+``beta`` (support) and ``shift`` with the lowest validation MAE at the configured ``k``, and
+then fits on all the training data with them. The test data are never seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from llmcf.cf.knn import _KNN, ItemKNN, KNNConfig, UserKNN
+from llmcf.data.dataset import Dataset
+from llmcf.errors import ConfigError
+from llmcf.text.ann import ANN_METHODS, text_top_k
+from llmcf.text.embedders import Embedder
+from llmcf.text.users import USER_REPRESENTATIONS, user_vectors
+
+__all__ = [
+    "FUSIONS",
+    "MODEL_CLASSES",
+    "MODEL_CLASSES_BY_NAME",
+    "TItemKNN",
+    "TUserKNN",
+    "TextFusionConfig",
+    "fuse_similarity",
+    "rescale_text",
+]
+
+FUSIONS = ("fixed", "support")
+ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
+SHIFT_GRID = (0.0, 0.3, 0.5)
+
+
+@dataclass(frozen=True)
+class TextFusionConfig:
+    """Text options of T-kNN (unknown keys are rejected by ``from_dict``)."""
+
+    embedder: str = "minilm"
+    fusion: Literal["fixed", "support"] = "support"
+    alpha: float = 0.5
+    beta: float = 50.0
+    shift: float = 0.0
+    power: float = 1.0
+    user_repr: str = "centered"
+    template: str = "auto"
+    n_text_neighbors: int = 50
+    ann: str = "auto"
+    tune: bool = False
+    tune_fraction: float = 0.1
+    tune_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not self.beta > 0.0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if not 0.0 <= self.shift < 1.0:
+            raise ConfigError(f"shift must be in [0, 1), got {self.shift}")
+        if not self.power > 0.0:
+            raise ConfigError(f"power must be > 0, got {self.power}")
+        if self.user_repr not in USER_REPRESENTATIONS:
+            raise ConfigError(
+                f"unknown user_repr {self.user_repr!r}; valid: {', '.join(USER_REPRESENTATIONS)}"
+            )
+        if self.ann not in ANN_METHODS:
+            raise ConfigError(f"unknown ann {self.ann!r}; valid: {', '.join(ANN_METHODS)}")
+        if self.n_text_neighbors < 1:
+            raise ConfigError(f"n_text_neighbors must be >= 1, got {self.n_text_neighbors}")
+        if not 0.0 < self.tune_fraction < 1.0:
+            raise ConfigError(f"tune_fraction must be in (0, 1), got {self.tune_fraction}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TextFusionConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown text option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+TEXT_OPTIONS = frozenset(f.name for f in fields(TextFusionConfig))
+
+
+def rescale_text(cos: np.ndarray, shift: float = 0.0, power: float = 1.0) -> np.ndarray:
+    """``max(0, (cos - shift) / (1 - shift)) ** power`` (float64, same shape as ``cos``)."""
+    t = np.maximum((np.asarray(cos, dtype=np.float64) - shift) / (1.0 - shift), 0.0)
+    return t if power == 1.0 else t**power
+
+
+def fuse_similarity(
+    cf: np.ndarray,
+    cos: np.ndarray,
+    support: np.ndarray,
+    *,
+    fusion: str,
+    alpha: float,
+    beta: float,
+    shift: float = 0.0,
+    power: float = 1.0,
+) -> np.ndarray:
+    """Elementwise fused similarity (formulas in the module docstring); float64."""
+    text = rescale_text(cos, shift, power)
+    cf = np.asarray(cf, dtype=np.float64)
+    if fusion == "fixed":
+        return alpha * cf + (1.0 - alpha) * text
+    if fusion == "support":
+        n = np.asarray(support, dtype=np.float64)
+        w = n / (n + beta)
+        return w * cf + (1.0 - w) * text
+    raise ConfigError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
+
+
+@dataclass
+class _Components:
+    """What the blend needs: dense (n_x, n_x) matrices, or flat arrays over candidate pairs."""
+
+    cf: np.ndarray
+    cos: np.ndarray
+    support: np.ndarray
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+
+
+class _TextKNN(_KNN):
+    """Shared fit/fuse/tune/persist logic of :class:`TItemKNN` and :class:`TUserKNN`."""
+
+    #: text options that differ from :class:`TextFusionConfig`'s defaults for this model
+    #: (the best setting measured on MovieLens 100K, see docs/experiments.md)
+    text_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        config: KNNConfig | None = None,
+        text: TextFusionConfig | None = None,
+        *,
+        embedder: str | Embedder | None = None,
+        **kwargs: Any,
+    ) -> None:
+        text_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TEXT_OPTIONS}
+        super().__init__(config, **kwargs)
+        # an Embedder object is used as is (tests, custom models); its name goes in the config
+        self._embedder: Embedder | None = None
+        if isinstance(embedder, str):
+            text_kwargs["embedder"] = embedder
+        elif embedder is not None:
+            self._embedder = embedder
+        if text is not None and text_kwargs:
+            raise ConfigError("pass either a TextFusionConfig or keyword text options, not both")
+        if text is None:
+            if self._embedder is not None:
+                text_kwargs["embedder"] = getattr(embedder, "name", type(embedder).__name__)
+            text = TextFusionConfig.from_dict({**self.text_defaults, **text_kwargs})
+        self.text_config = text
+        self.params_: dict[str, float] | None = None
+
+    # ------------------------------------------------------------------ text
+    def item_text_vectors(self, dataset: Dataset, *, progress: bool | None = False) -> np.ndarray:
+        """float32 (n_items, dim) embeddings of the rendered item texts (on-disk cache)."""
+        from llmcf.text.cache import embed_with_cache
+        from llmcf.text.embedders import make_embedder
+        from llmcf.text.render import render_item_texts, template_version
+
+        tc = self.text_config
+        fields_ = dataset.item_catalog.fields if dataset.item_catalog is not None else {}
+        try:
+            texts = render_item_texts(dataset, tc.template)
+            version = template_version(fields_, tc.template)
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__} needs item text: {exc}") from None
+        if self._embedder is None:
+            self._embedder = make_embedder(tc.embedder)
+        return embed_with_cache(self._embedder, texts, template_version=version, progress=progress)
+
+    def _x_vectors(self, item_vectors: np.ndarray) -> np.ndarray:
+        if not self.user_based:
+            return item_vectors
+        baseline = None
+        if self.text_config.user_repr == "residual":
+            baseline = (self.mu_ + self.bu_[self.user_idx_]) + self.bi_[self.item_idx_]
+        return user_vectors(
+            self.user_idx_,
+            self.item_idx_,
+            self.rating_,
+            len(self.users_),
+            item_vectors,
+            self.text_config.user_repr,
+            baseline=baseline,
+        )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, dataset: Dataset, *, progress: bool = False) -> _TextKNN:
+        """Fit CF, embed the item texts (cached), tune if asked, and fuse; returns ``self``."""
+        t0 = time.perf_counter()
+        item_vectors = self.item_text_vectors(dataset, progress=None if progress else False)
+        if item_vectors.shape[0] != dataset.n_items:
+            raise ConfigError(f"{item_vectors.shape[0]} item vectors for {dataset.n_items} items")
+        if self.text_config.tune:
+            params, results = self._tune(dataset, item_vectors)
+            self.tune_results_ = results
+        else:
+            tc = self.text_config
+            params = {"alpha": tc.alpha, "beta": tc.beta, "shift": tc.shift, "power": tc.power}
+            self.tune_results_ = []
+        components = self._fit_components(dataset, item_vectors, progress=progress)
+        self._apply(components, params)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _fit_components(
+        self, dataset: Dataset, item_vectors: np.ndarray, *, progress: bool = False
+    ) -> _Components:
+        super().fit(dataset, progress=progress)
+        self._train_csr = None
+        self._pop = None
+        self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        x_vectors = self._x_vectors(self.item_vectors_)
+        self.x_vectors_ = x_vectors
+        self._mark_text_known()
+        x, y, n_x, n_y = self._switch_arrays(
+            self.user_idx_, self.item_idx_, len(self.users_), len(self.items_)
+        )
+        binary = sp.csr_matrix((np.ones(len(x)), (x, y)), shape=(n_x, n_y))
+        binary.sum_duplicates()
+        binary.data[:] = 1.0
+        if self.dense_:
+            assert self.sim_ is not None
+            cos = x_vectors.astype(np.float64) @ x_vectors.T.astype(np.float64)
+            support = (binary @ binary.T).toarray()
+            return _Components(self.sim_, cos, support)
+        return self._sparse_components(binary, x_vectors)
+
+    def _mark_text_known(self) -> None:
+        """Items with text are known to item-based prediction; cold items get mean mu."""
+        if self.user_based:
+            return
+        has_text = np.linalg.norm(self.item_vectors_, axis=1) > 0
+        cold = has_text & ~self.item_known_
+        self.item_known_ = self.item_known_ | has_text
+        if cold.any():
+            assert self.mu_ is not None
+            self.x_means_ = np.where(cold, self.mu_, self.x_means_)
+
+    def _sparse_components(self, binary: sp.csr_matrix, x_vectors: np.ndarray) -> _Components:
+        assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+        n_x = x_vectors.shape[0]
+        t_idx, _ = text_top_k(x_vectors, self.text_config.n_text_neighbors, self.text_config.ann)
+        cf_rows = np.repeat(np.arange(n_x), self.nbr_idx_.shape[1])
+        cf_cols = self.nbr_idx_.ravel().astype(np.int64)
+        cf_vals = self.nbr_sim_.ravel()
+        keep = cf_cols >= 0
+        cf_keys = cf_rows[keep] * n_x + cf_cols[keep]
+        cf_vals = cf_vals[keep]
+        t_rows = np.repeat(np.arange(n_x), t_idx.shape[1])
+        t_cols = t_idx.ravel().astype(np.int64)
+        t_keys = t_rows[t_cols >= 0] * n_x + t_cols[t_cols >= 0]
+        keys = np.union1d(cf_keys, t_keys)
+        rows, cols = keys // n_x, keys % n_x
+        cf = np.zeros(len(keys))
+        order = np.argsort(cf_keys)
+        cf[np.searchsorted(keys, cf_keys[order])] = cf_vals[order]
+        cos = np.empty(len(keys))
+        support = np.empty(len(keys))
+        block = 1 << 16
+        for start in range(0, len(keys), block):
+            r, c = rows[start : start + block], cols[start : start + block]
+            cos[start : start + block] = np.einsum(
+                "ij,ij->i", x_vectors[r].astype(np.float64), x_vectors[c].astype(np.float64)
+            )
+            support[start : start + block] = np.asarray(
+                binary[r].multiply(binary[c]).sum(axis=1)
+            ).ravel()
+        return _Components(cf, cos, support, rows, cols)
+
+    def _apply(self, comp: _Components, params: dict[str, float]) -> None:
+        """Blend the components with ``params`` into ``sim_`` (dense) or the top lists."""
+        tc = self.text_config
+        fused = fuse_similarity(
+            comp.cf,
+            comp.cos,
+            comp.support,
+            fusion=tc.fusion,
+            alpha=params["alpha"],
+            beta=params["beta"],
+            shift=params["shift"],
+            power=params["power"],
+        )
+        self.params_ = dict(params)
+        self.__dict__.pop("_nbr_csr", None)  # neighbour CSR cache of the previous blend
+        if comp.rows is None:
+            np.fill_diagonal(fused, 1.0)
+            self.sim_ = fused
+            return
+        assert comp.cols is not None and self.nbr_idx_ is not None
+        n_x, n_store = self.nbr_idx_.shape
+        keep = fused > 0
+        rows, cols, vals = comp.rows[keep], comp.cols[keep], fused[keep]
+        order = np.lexsort((cols, -vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        starts = np.searchsorted(rows, np.arange(n_x))
+        rank = np.arange(len(rows)) - starts[rows]
+        top = rank < n_store
+        idx = np.full((n_x, n_store), -1, dtype=np.int32)
+        sim = np.zeros((n_x, n_store))
+        idx[rows[top], rank[top]] = cols[top]
+        sim[rows[top], rank[top]] = vals[top]
+        self.nbr_idx_, self.nbr_sim_ = idx, sim
+
+    # ------------------------------------------------------------------ tune
+    def _grid(self) -> list[dict[str, float]]:
+        tc = self.text_config
+        base = {"alpha": tc.alpha, "beta": tc.beta, "power": tc.power}
+        if tc.fusion == "fixed":
+            return [{**base, "alpha": a, "shift": s} for s in SHIFT_GRID for a in ALPHA_GRID]
+        return [{**base, "beta": b, "shift": s} for s in SHIFT_GRID for b in BETA_GRID]
+
+    def _tune(
+        self, dataset: Dataset, item_vectors: np.ndarray
+    ) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """Pick blend parameters on a validation carve of ``dataset`` (the training data)."""
+        from llmcf.eval.metrics import mae
+
+        tc = self.text_config
+        rng = np.random.default_rng(tc.tune_seed)
+        held = rng.random(len(dataset)) < tc.tune_fraction
+        if held.all() or not held.any():
+            raise ConfigError(
+                f"tune: {len(dataset)} training interactions are too few for a "
+                f"{tc.tune_fraction:.0%} validation carve"
+            )
+        sub = dataset.subset(np.flatnonzero(~held))
+        val = dataset.subset(np.flatnonzero(held))
+        self.tune_validation_ = np.flatnonzero(held)
+        probe = type(self)(self.config, replace(tc, tune=False), embedder=self._embedder)
+        components = probe._fit_components(sub, item_vectors)
+        results = []
+        for params in self._grid():
+            probe._apply(components, params)
+            est, _, _ = probe.predict_k(val.user_idx, val.item_idx, [self.config.k])
+            results.append({**params, "mae": mae(val.rating, est[:, 0])})
+        best = min(results, key=lambda row: row["mae"])
+        return {k: best[k] for k in ("alpha", "beta", "shift", "power")}, results
+
+    # ------------------------------------------------------------------ persistence
+    def get_config(self) -> dict[str, Any]:
+        return {**asdict(self.config), **asdict(self.text_config)}
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "params": self.params_}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {**super()._arrays(), "item_vectors": self.item_vectors_}
+        if self.user_based:
+            arrays["x_vectors"] = self.x_vectors_
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        self.item_vectors_ = arrays.pop("item_vectors")
+        self.x_vectors_ = arrays.pop("x_vectors", self.item_vectors_)
+        self.params_ = state.get("params")
+        self.tune_results_ = []
+        super()._restore(arrays, state)
+
+
+class TItemKNN(_TextKNN, ItemKNN):
+    """T-ItemCF: item-based kNN over CF similarity fused with item-text similarity."""
+
+    name = "t-item-knn"
+    user_based = False
+    text_defaults: ClassVar[dict[str, Any]] = {"fusion": "fixed", "alpha": 0.8, "shift": 0.4}
+
+
+class TUserKNN(_TextKNN, UserKNN):
+    """T-UserCF: user-based kNN over CF similarity fused with user-text similarity."""
+
+    name = "t-user-knn"
+    user_based = True
+    text_defaults: ClassVar[dict[str, Any]] = {
+        "fusion": "fixed",
+        "alpha": 0.9,
+        "shift": 0.0,
+        "user_repr": "residual",
+    }
+
+
+MODEL_CLASSES_BY_NAME: dict[str, type] = {"t-item-knn": TItemKNN, "t-user-knn": TUserKNN}
+MODEL_CLASSES: dict[str, type] = {"TItemKNN": TItemKNN, "TUserKNN": TUserKNN}

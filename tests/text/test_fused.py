@@ -1,0 +1,318 @@
+"""Text-fused kNN (T-ItemCF / T-UserCF) on a tiny hand-made catalog with a fake embedder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from llmcf.cf.knn import ItemKNN, UserKNN
+from llmcf.data.dataset import Catalog, Dataset
+from llmcf.data.vocab import Vocabulary
+from llmcf.errors import ConfigError
+from llmcf.models import make_model
+from llmcf.persist import load_model, save_model
+from llmcf.text.ann import text_top_k
+from llmcf.text.fused import TItemKNN, TUserKNN, fuse_similarity, rescale_text
+from llmcf.text.users import user_vectors
+
+# items 0-5; item 5 ("Alien 2") has text but no ratings
+TITLES = ["Alien", "Aliens", "Heat", "Ronin", "Amelie", "Alien 2"]
+# hand-made 3-d "embeddings": sci-fi, crime, romance
+VECTORS = {
+    "Alien": [1.0, 0.0, 0.0],
+    "Aliens": [0.9, 0.1, 0.0],
+    "Heat": [0.0, 1.0, 0.0],
+    "Ronin": [0.1, 0.9, 0.0],
+    "Amelie": [0.0, 0.0, 1.0],
+    "Alien 2": [0.95, 0.05, 0.0],
+}
+RATINGS = [  # user, item, rating
+    (0, 0, 5), (0, 1, 4), (0, 2, 2), (0, 4, 3),
+    (1, 0, 4), (1, 1, 5), (1, 3, 1),
+    (2, 2, 5), (2, 3, 4), (2, 4, 2), (2, 0, 1),
+    (3, 2, 4), (3, 3, 5), (3, 1, 2),
+    (4, 4, 5), (4, 0, 3), (4, 2, 3),
+    (5, 1, 5),
+]  # fmt: skip
+
+
+class FakeEmbedder:
+    """Looks the title up in VECTORS; counts the texts it embeds."""
+
+    name = "fake"
+    version = "1"
+    dim = 3
+    cacheable = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool | None = False
+    ) -> np.ndarray:
+        self.calls += len(texts)
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        for row, text in enumerate(texts):
+            key = text.rstrip(".")
+            if key in VECTORS:
+                out[row] = VECTORS[key]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+def make_dataset(ratings: list[tuple[int, int, int]] = RATINGS) -> Dataset:
+    u = np.array([r[0] for r in ratings])
+    i = np.array([r[1] for r in ratings])
+    return Dataset.from_arrays(
+        [f"u{x}" for x in u],
+        [f"m{x}" for x in i],
+        np.array([r[2] for r in ratings], dtype=float),
+        users=Vocabulary([f"u{x}" for x in range(6)], name="user"),
+        items=Vocabulary([f"m{x}" for x in range(6)], name="item"),
+        rating_scale=(1.0, 5.0),
+        item_catalog=Catalog({"title": list(TITLES)}),
+        name="fused-tiny",
+    )
+
+
+def unit(rows: list[list[float]]) -> np.ndarray:
+    a = np.array(rows, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------- formulas
+def test_rescale_and_blend_by_hand() -> None:
+    cos = np.array([0.9, 0.4, 0.2, -0.5])
+    assert np.allclose(rescale_text(cos, 0.4), [0.5 / 0.6, 0.0, 0.0, 0.0])
+    assert np.allclose(rescale_text(cos, 0.0, 2.0), [0.81, 0.16, 0.04, 0.0])
+    cf = np.array([0.3, 0.1, -0.2, 0.0])
+    n = np.array([10.0, 0.0, 5.0, 1.0])
+    fixed = fuse_similarity(cf, cos, n, fusion="fixed", alpha=0.7, beta=1.0)
+    assert np.allclose(fixed, [0.7 * 0.3 + 0.3 * 0.9, 0.07 + 0.3 * 0.4, -0.14 + 0.06, 0.0])
+    support = fuse_similarity(cf, cos, n, fusion="support", alpha=0.0, beta=5.0)
+    w = n / (n + 5.0)
+    assert np.allclose(support, w * cf + (1 - w) * np.maximum(cos, 0))
+    assert support[1] == pytest.approx(0.4)  # no co-ratings: text only
+    with pytest.raises(ConfigError, match="fusion"):
+        fuse_similarity(cf, cos, n, fusion="max", alpha=0.5, beta=1.0)
+
+
+def test_dense_fused_matrix_equals_the_formula() -> None:
+    ds = make_dataset()
+    cf_model = ItemKNN(k=3, similarity="pearson_baseline").fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), fusion="support", beta=2.0, shift=0.2).fit(ds)
+    v = unit([VECTORS[t] for t in TITLES])
+    binary = np.zeros((6, 6))
+    for u, i, _ in RATINGS:
+        binary[i, u] = 1
+    support = binary @ binary.T
+    w = support / (support + 2.0)
+    text = np.maximum((v @ v.T - 0.2) / 0.8, 0)
+    expected = w * cf_model.sim_ + (1 - w) * text
+    np.fill_diagonal(expected, 1.0)
+    assert model.sim_ is not None
+    assert np.allclose(model.sim_, expected)
+    # item 5 has no co-raters: its similarities are pure rescaled text
+    assert np.allclose(model.sim_[5, :5], text[5, :5])
+
+
+def test_user_vectors_by_hand() -> None:
+    items = unit([[1, 0], [0, 1], [1, 1]]).astype(np.float32)
+    # user 0 rates item0 5 and item1 1 -> mean 3, weights +2, -2; user 1 one rating -> plain mean
+    vec = user_vectors(np.array([0, 0, 1]), np.array([0, 1, 2]), np.array([5.0, 1, 4]), 3, items)
+    assert np.allclose(vec[0], unit([[2, -2]])[0], atol=1e-6)
+    assert np.allclose(vec[1], items[2], atol=1e-6)
+    assert np.allclose(vec[2], 0.0)  # no ratings
+    mean = user_vectors(np.array([0, 0]), np.array([0, 1]), np.array([5.0, 1]), 1, items, "mean")
+    assert np.allclose(mean[0], unit([[1, 1]])[0], atol=1e-6)
+    with pytest.raises(ConfigError, match="residual"):
+        user_vectors(np.array([0]), np.array([0]), np.array([5.0]), 1, items, "residual")
+
+
+# ---------------------------------------------------------------------------- neighbours
+def test_text_top_k_exact() -> None:
+    v = unit([VECTORS[t] for t in TITLES]).astype(np.float32)
+    v = np.vstack([v, np.zeros((1, 3), np.float32)])
+    idx, sim = text_top_k(v, 2, "exact")
+    assert list(idx[0]) == [5, 1]  # Alien -> Alien 2, Aliens
+    assert sim[0, 0] == pytest.approx(float(v[0] @ v[5]))
+    assert list(idx[6]) == [-1, -1]  # zero vector: no neighbours
+    assert 6 not in idx
+
+
+def test_text_top_k_faiss_matches_exact_when_installed() -> None:
+    pytest.importorskip("faiss", reason="faiss-cpu (the 'ann' extra) is not installed")
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((300, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    exact, _ = text_top_k(v, 5, "exact")
+    approx, _ = text_top_k(v, 5, "faiss")
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, approx, strict=True)])
+    assert overlap > 0.9
+
+
+def test_sparse_mode_merges_cf_and_text_neighbours() -> None:
+    ds = make_dataset()
+    opts = dict(k=3, embedder=FakeEmbedder(), fusion="fixed", alpha=0.6, shift=0.0)
+    dense = TItemKNN(**opts).fit(ds)
+    sparse = TItemKNN(**opts, dense_max=1, n_neighbors=5, n_text_neighbors=5).fit(ds)
+    assert not sparse.dense_ and sparse.nbr_idx_ is not None and sparse.nbr_sim_ is not None
+    # the cold item 5 has no CF neighbours but gets text ones: Alien first
+    assert sparse.nbr_idx_[5, 0] == 0
+    # lists long enough to hold every pair: the dense fused matrix, except that a pair missing
+    # from the CF top list (negative CF similarity) counts as CF 0
+    cf = ItemKNN(k=3).fit(ds).sim_
+    assert cf is not None and dense.sim_ is not None
+    v = unit([VECTORS[t] for t in TITLES])
+    expected = 0.6 * np.maximum(cf, 0) + 0.4 * np.maximum(v @ v.T, 0)
+    for x in range(6):
+        keep = sparse.nbr_idx_[x] >= 0
+        cols = sparse.nbr_idx_[x][keep]
+        assert np.allclose(sparse.nbr_sim_[x][keep], expected[x, cols])
+        assert set(cols) == {j for j in range(6) if j != x and expected[x, j] > 0}
+        same = cf[x, cols] >= 0
+        assert np.allclose(sparse.nbr_sim_[x][keep][same], dense.sim_[x, cols][same])
+
+
+def test_sparse_union_keeps_text_only_neighbours() -> None:
+    ds = make_dataset()
+    # one stored CF neighbour, one text neighbour: the union has up to 2 candidates per row
+    model = TItemKNN(
+        k=2, embedder=FakeEmbedder(), dense_max=1, n_neighbors=2, n_text_neighbors=1, alpha=0.9
+    ).fit(ds)
+    plain = ItemKNN(k=2, dense_max=1, n_neighbors=2).fit(ds)
+    assert model.nbr_idx_ is not None and plain.nbr_idx_ is not None
+    v = unit([VECTORS[t] for t in TITLES])
+    for x in range(5):
+        best_text = int(np.argsort(-(v @ v[x]) + 2 * (np.arange(6) == x))[0])
+        union = {int(j) for j in plain.nbr_idx_[x] if j >= 0} | {best_text}
+        assert set(model.nbr_idx_[x][model.nbr_idx_[x] >= 0]) <= union
+
+
+# ---------------------------------------------------------------------------- cold start
+def test_cold_item_gets_predictions_and_recommendations() -> None:
+    ds = make_dataset()
+    plain = ItemKNN(k=3).fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    _, fb_plain = plain.predict_detailed(np.array([0]), np.array([5]))
+    est, fb = model.predict_detailed(np.array([0, 2]), np.array([5, 5]))
+    assert fb_plain[0] and not fb.any()
+    # user 0 loves the Alien films, user 2 dislikes Alien: the cold sequel follows
+    assert est[0] > est[1]
+    recs = model.recommend(5, n=3)
+    assert 5 in recs.item_idx.tolist()
+    assert 5 not in plain.recommend(5, n=3).item_idx.tolist()
+
+
+def test_user_with_one_rating_gets_text_neighbours() -> None:
+    ds = make_dataset()
+    plain = UserKNN(k=3).fit(ds)
+    model = TUserKNN(k=3, embedder=FakeEmbedder(), user_repr="centered").fit(ds)
+    # user 5 rated only item 1 (Aliens): no CF neighbour, but sci-fi raters by text
+    assert plain.sim_ is not None and model.sim_ is not None
+    assert not (np.delete(plain.sim_[5], 5) > 0).any()
+    nbrs, _ = model.neighbors(5, 3)
+    assert len(nbrs) > 0
+    _, fb = model.predict_detailed(np.array([5]), np.array([0]))
+    assert not fb[0]
+
+
+# ---------------------------------------------------------------------------- api
+def test_make_model_persist_round_trip(tmp_path) -> None:
+    ds = make_dataset()
+    for name in ("t-item-knn", "t-user-knn"):
+        model = make_model(name, k=3, shrinkage=10.0, embedder=FakeEmbedder(), alpha=0.7)
+        model.fit(ds)
+        save_model(model, tmp_path / name)
+        same = load_model(tmp_path / name)
+        assert type(same) is type(model)
+        assert same.text_config == model.text_config and same.config == model.config
+        users = np.repeat(np.arange(6), 6)
+        items = np.tile(np.arange(6), 6)
+        assert np.array_equal(same.predict(users, items), model.predict(users, items))
+        assert same.recommend(0, 3).item_idx.tolist() == model.recommend(0, 3).item_idx.tolist()
+        assert same.params_ == model.params_
+    # plain kNN ignores the text options in a comparison
+    assert isinstance(make_model("item-knn", alpha=0.3, embedder="tfidf"), ItemKNN)
+    with pytest.raises(ConfigError, match="fusion"):
+        make_model("t-item-knn", fusion="product")
+    with pytest.raises(ConfigError, match="unknown"):
+        make_model("t-item-knn", alhpa=0.3)
+
+
+def test_defaults_differ_per_model_and_explicit_options_win() -> None:
+    assert TItemKNN().text_config.alpha == 0.8
+    assert TUserKNN().text_config.user_repr == "residual"
+    assert TItemKNN(alpha=0.3).text_config.alpha == 0.3
+
+
+def test_missing_item_text_is_a_clear_error() -> None:
+    ds = make_dataset()
+    bare = Dataset(ds.users, ds.items, ds.user_idx, ds.item_idx, ds.rating, None, name="bare")
+    with pytest.raises(ConfigError, match="needs item text"):
+        TItemKNN(embedder=FakeEmbedder()).fit(bare)
+
+
+# ---------------------------------------------------------------------------- tuning
+def test_tune_uses_only_a_carve_of_the_training_data() -> None:
+    rng = np.random.default_rng(1)
+    ratings = [
+        (u, i, int(rng.integers(1, 6))) for u in range(6) for i in range(5) if rng.random() < 0.8
+    ]
+    ds = make_dataset(ratings)
+    train_idx = np.arange(0, len(ds) - 4)
+    test_idx = np.arange(len(ds) - 4, len(ds))
+    train = ds.subset(train_idx)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), tune=True, tune_fraction=0.3).fit(train)
+    assert model.tune_validation_.max() < len(train)
+    assert len(model.tune_results_) > 1
+    best = min(model.tune_results_, key=lambda r: r["mae"])
+    assert model.params_ is not None and model.params_["alpha"] == best["alpha"]
+    # changing the test ratings changes nothing the tuner saw
+    altered = ds.subset(np.concatenate([train_idx, test_idx]))
+    altered.rating[len(train_idx) :] = 6.0 - altered.rating[len(train_idx) :]
+    again = TItemKNN(k=3, embedder=FakeEmbedder(), tune=True, tune_fraction=0.3).fit(
+        altered.subset(np.arange(len(train_idx)))
+    )
+    assert again.tune_results_ == model.tune_results_
+
+
+# ---------------------------------------------------------------------------- real model
+def test_default_minilm_on_a_few_texts_and_the_cache(tmp_path, monkeypatch) -> None:
+    """The real default embedder once: sensible neighbours, and a warm cache embeds nothing."""
+    pytest.importorskip("onnxruntime")
+    from llmcf.text.embedders import MissingDependencyError, make_embedder
+
+    monkeypatch.setenv("LLMCF_CACHE_DIR", str(tmp_path))
+    try:
+        embedder = make_embedder("minilm")
+    except MissingDependencyError as exc:  # pragma: no cover - depends on the install
+        pytest.skip(str(exc))
+    titles = ["Alien (1979). Genres: Horror, Sci-Fi.", "Aliens (1986). Genres: Action, Sci-Fi.",
+              "Heat (1995). Genres: Action, Crime.", "Ronin (1998). Genres: Action, Crime.",
+              "Amelie (2001). Genres: Comedy, Romance.", "Alien 3 (1992). Genres: Horror, Sci-Fi."]  # fmt: skip
+    ds = make_dataset()
+    ds.item_catalog.fields["title"] = titles
+    calls: list[int] = []
+    original = embedder.embed
+
+    def counting(texts: Sequence[str], *args: object, **kwargs: object) -> np.ndarray:
+        calls.append(len(texts))
+        return original(texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    model = TItemKNN(k=3, embedder=embedder).fit(ds)
+    assert sum(calls) == 6
+    nbrs, _ = model.neighbors(5, 1)
+    assert nbrs[0] == 0  # Alien 3 -> Alien
+    TItemKNN(k=3, embedder=embedder).fit(ds)
+    assert sum(calls) == 6  # second fit: everything from the cache
+
+
+@pytest.mark.parametrize("cls", [TItemKNN, TUserKNN])
+def test_shipped_model_contract(cls: type) -> None:
+    from llmcf.testing.contracts import check_model_contract
+
+    check_model_contract(lambda: cls(k=3, embedder=FakeEmbedder()), make_dataset())
