@@ -49,8 +49,10 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
             capture_output=True,
             text=True,
             env=env,
-            check=True,
+            check=False,
         )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
         wall, rss_kb = tf.read().split()[-2:]
     return float(wall), float(rss_kb) / 1024, proc.stdout
 
