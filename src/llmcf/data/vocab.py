@@ -82,24 +82,33 @@ class Vocabulary:
             q = q.astype(str)
         if q.ndim == 0:
             q = q.reshape(1)
+        parsed = np.ones(q.shape, dtype=bool)
+        text = q
         if len(self) == 0:
             out = np.full(q.shape, -1, dtype=np.int32)
         else:
             if self._sorted.dtype.kind in "iu" and q.dtype.kind in "US":
-                # ids typed on a command line arrive as text
+                # ids typed on a command line or sent as JSON strings arrive as text
                 try:
                     q = q.astype(self._sorted.dtype)
                 except ValueError:
-                    q = np.full(q.shape, np.iinfo(np.int64).min)
+                    q = np.zeros(text.shape, dtype=np.int64)
+                    for j, value in enumerate(text.ravel().tolist()):
+                        try:
+                            q.flat[j] = int(value)
+                        except (ValueError, OverflowError):
+                            parsed.flat[j] = False
             elif self._sorted.dtype.kind in "US" and q.dtype.kind in "iuf":
                 q = q.astype(str)
             pos = np.searchsorted(self._sorted, q)
             pos_c = np.minimum(pos, len(self) - 1)
-            found = self._sorted[pos_c] == q
+            found = (self._sorted[pos_c] == q) & parsed
             out = np.where(found, self._order[pos_c], -1).astype(np.int32)
         if missing == "error" and (out < 0).any():
-            bad = q[out < 0][0]
-            raise DataError(f"unknown {self.name} id", value=bad.item() if hasattr(bad, "item") else bad)
+            bad = (text if not parsed.all() else q)[out < 0][0]
+            raise DataError(
+                f"unknown {self.name} id", value=bad.item() if hasattr(bad, "item") else bad
+            )
         return out
 
     def index(self, external_id: object) -> int:
