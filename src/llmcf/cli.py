@@ -231,6 +231,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(fit, many_k=False)
     fit.add_argument("--out", required=True, help="folder to write manifest.json + arrays.npz to")
     fit.add_argument("--quiet", action="store_true")
+    fit.add_argument(
+        "--backend",
+        choices=["local", "spark"],
+        default=None,
+        help="build a neighbour artifact (top-K lists of --model's kind, Parquet/CSV input) "
+        "with this backend instead of fitting a model; see docs/scaling.md",
+    )
+    fit.add_argument(
+        "--spark-master",
+        default=None,
+        help="Spark master: local[2], spark://host:7077, yarn... (default: spark-submit's, else local[*])",
+    )
+    fit.add_argument(
+        "--spark-conf", action="append", default=[], help="KEY=VALUE Spark setting (repeat)"
+    )
+    fit.add_argument(
+        "--n-neighbors", type=int, default=50, help="backend: neighbours stored per entity"
+    )
+    fit.add_argument(
+        "--text-neighbors",
+        default=None,
+        help="backend: Parquet/CSV of item_id,neighbor_id,similarity to fuse with the CF "
+        "lists (fixed blend, --alpha, --shift)",
+    )
+    fit.add_argument(
+        "--recommend", type=int, default=None, help="backend: also write top-N for all users"
+    )
+    fit.add_argument("--recs-out", default=None, help="backend: Parquet path of the top-N")
 
     pr = sub.add_parser("predict", help="predict ratings with a saved model")
     pr.add_argument("--model-dir", required=True)
@@ -272,8 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--items", type=int, required=True)
     syn.add_argument("--interactions", type=int, required=True)
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--text", action="store_true", help="also generate item titles")
+    syn.add_argument(
+        "--text", action="store_true", help="also write item titles/descriptions (--items-out)"
+    )
     syn.add_argument("--out", required=True)
+    syn.add_argument(
+        "--items-out",
+        default=None,
+        help="item catalog Parquet (default with --text: OUT.items.parquet)",
+    )
+    syn.add_argument("--quiet", action="store_true", help="no progress bar")
 
     dl = sub.add_parser("download", help="download an official MovieLens archive into the cache")
     dl.add_argument("name", help="ml-100k, ml-1m, ml-latest-small, ...")
@@ -361,11 +397,75 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_backend(args: argparse.Namespace) -> int:
+    """``fit --backend``: neighbour artifact (and optionally top-N for all users)."""
+    kinds = {"item-knn": "item", "user-knn": "user"}
+    if args.model not in kinds:
+        raise LlmcfError(f"--backend builds item-knn or user-knn neighbours, not {args.model!r}")
+    if args.data is None:
+        raise LlmcfError("--backend reads interactions from --data (a Parquet/CSV file or a name)")
+    if (args.recommend is None) != (args.recs_out is None):
+        raise LlmcfError("give --recommend N and --recs-out PATH together")
+    conf: dict[str, str] = {}
+    for item in args.spark_conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LlmcfError(f"--spark-conf expects KEY=VALUE, got {item!r}")
+        conf[key.strip()] = value.strip()
+    options: dict[str, Any] = {
+        "n_neighbors": args.n_neighbors,
+        "shrinkage": args.shrinkage,
+        "min_support": args.min_support or 1,
+        "text_neighbors": args.text_neighbors,
+        "alpha": 0.5 if args.alpha is None else args.alpha,
+        "shift": 0.0 if args.shift is None else args.shift,
+    }
+    if args.fusion not in (None, "fixed"):
+        raise LlmcfError(
+            "--backend fuses text neighbours with the fixed blend only (--fusion fixed)"
+        )
+    similarity = args.similarity or "cosine"
+    kind: Any = kinds[args.model]
+    t0 = time.perf_counter()
+    if args.backend == "local":
+        from llmcf.backends import local
+
+        artifact = local.build_neighbors(
+            args.data, kind, similarity, threads=args.threads, progress=not args.quiet, **options
+        )
+        artifact.save(args.out)
+        if args.recommend is not None:
+            recs = local.recommend_all(
+                artifact, args.data, args.recommend, k=args.k, progress=not args.quiet
+            )
+            local.write_recommendations(args.recs_out, artifact, recs)
+    else:
+        from llmcf.backends import spark as spark_backend
+
+        spark = spark_backend.get_spark(args.spark_master, conf=conf)
+        artifact = spark_backend.build_neighbors(
+            args.data, kind, similarity, spark=spark, **options
+        )
+        artifact.save(args.out)
+        if args.recommend is not None:
+            spark_backend.recommend_all(
+                artifact, args.data, args.recs_out, args.recommend, k=args.k, spark=spark
+            )
+    if not args.quiet:
+        print(
+            f"built {artifact} in {time.perf_counter() - t0:.2f} s -> {args.out}"
+            + (f"; top-{args.recommend} -> {args.recs_out}" if args.recs_out else "")
+        )
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from llmcf.data.loaders import resolve_dataset
     from llmcf.models import make_model
     from llmcf.persist import save_model
 
+    if args.backend is not None:
+        return _fit_backend(args)
     if (args.data is None) == (args.events_db is None):
         raise LlmcfError("give exactly one of --data and --events-db")
     cutoff = None
@@ -496,10 +596,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from llmcf.data import synth
 
+    items_out = args.items_out
+    if args.text and items_out is None:
+        out = Path(args.out)
+        items_out = str(out.with_name(out.name.removesuffix(".parquet") + ".items.parquet"))
+    if items_out is not None and not args.text:
+        raise LlmcfError("--items-out needs --text")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    synth.generate_to_parquet(
-        args.users, args.items, args.interactions, args.out, seed=args.seed, with_text=args.text
-    )
+    try:
+        synth.generate_to_parquet(
+            args.users,
+            args.items,
+            args.interactions,
+            args.out,
+            items_path=items_out,
+            seed=args.seed,
+            with_text=args.text,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:  # SynthConfig names the offending size
+        raise LlmcfError(str(exc)) from None
+    if items_out is not None:
+        print(f"item catalog: {items_out}")
     print(
         f"wrote {args.interactions} interactions to {args.out} in {time.perf_counter() - t0:.1f} s"
     )

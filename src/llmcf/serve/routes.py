@@ -1,0 +1,296 @@
+"""HTTP routes of the service (see :mod:`llmcf.serve` for the API overview)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
+
+from llmcf.serve import schemas as s
+from llmcf.serve.engine import RankedItems, ServingModel
+from llmcf.serve.state import AppState, load_serving_model
+from llmcf.serve.store import Event
+
+router = APIRouter()
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="LLMCF_API_KEY")
+
+UserIdPath = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=s.MAX_ID_LENGTH,
+        pattern=s.ID_PATTERN,
+        description="external user id",
+    ),
+]
+ItemIdPath = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=s.MAX_ID_LENGTH,
+        pattern=s.ID_PATTERN,
+        description="external item id",
+    ),
+]
+NQuery = Annotated[int, Query(ge=1, le=s.MAX_N, description=f"list length, 1..{s.MAX_N}")]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": s.ErrorOut, "description": "bad request"},
+    422: {"model": s.ErrorOut, "description": "validation error"},
+    503: {"model": s.ErrorOut, "description": "no model loaded yet"},
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.ErrorOut, "description": "missing or wrong API key"},
+    403: {"model": s.ErrorOut, "description": "no API key configured on the server"},
+    413: {"model": s.ErrorOut, "description": "request body too large"},
+}
+
+
+async def get_state(request: Request) -> AppState:
+    # async dependencies run on the event loop (a sync one would cost a thread hop)
+    state: AppState = request.app.state.llmcf
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+async def current_model(state: State) -> ServingModel:
+    model = state.model
+    if model is None:
+        detail = "no model loaded yet"
+        if state.load_error:
+            detail += f" (last load failed: {state.load_error})"
+        raise HTTPException(status_code=503, detail=detail, headers={"Retry-After": "1"})
+    return model
+
+
+Model = Annotated[ServingModel, Depends(current_model)]
+
+
+async def require_api_key(
+    state: State, key: Annotated[str | None, Depends(_api_key_header)] = None
+) -> None:
+    """Write/admin guard: the X-API-Key header must equal $LLMCF_API_KEY (constant time)."""
+    expected = state.settings.api_key
+    if not expected:
+        raise HTTPException(
+            status_code=403, detail="write endpoints are disabled: set LLMCF_API_KEY on the server"
+        )
+    if key is None:
+        raise HTTPException(
+            status_code=401,
+            detail="missing X-API-Key header",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    if not hmac.compare_digest(key.encode("utf-8", "surrogateescape"), expected.encode("utf-8")):
+        raise HTTPException(
+            status_code=401, detail="wrong API key", headers={"WWW-Authenticate": "ApiKey"}
+        )
+
+
+Authorized = Depends(require_api_key)
+
+
+def _items(ranked: RankedItems) -> list[s.ScoredItem]:
+    return [
+        s.ScoredItem(item_id=i, score=sc, source=src)  # type: ignore[arg-type]
+        for i, sc, src in zip(ranked.item_ids, ranked.scores, ranked.sources, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------- health
+@router.get("/healthz", response_model=s.Health, tags=["health"])
+async def healthz() -> s.Health:
+    """Liveness: the process answers."""
+    return s.Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=s.Readiness,
+    tags=["health"],
+    responses={503: {"model": s.Readiness, "description": "no model loaded yet"}},
+)
+async def readyz(state: State, response: Response) -> s.Readiness:
+    """Readiness: 200 once a model is loaded, 503 before (with the load error, if any)."""
+    model = state.model
+    if model is None:
+        response.status_code = 503
+        return s.Readiness(status="loading", error=state.load_error)
+    return s.Readiness(status="ready", model=model.info())
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(state: State) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# ---------------------------------------------------------------------- reads
+@router.get(
+    "/v1/users/{user_id}/recommendations",
+    response_model=s.RecommendationsOut,
+    tags=["recommendations"],
+    responses=ERRORS,
+)
+async def recommendations(
+    user_id: UserIdPath,
+    state: State,
+    model: Model,
+    n: NQuery = 10,
+    rerank: Annotated[
+        bool, Query(description="re-rank the CF candidates with the LLM re-ranker")
+    ] = False,
+    explain: Annotated[bool, Query(description="ask the re-ranker for explanations")] = False,
+) -> s.RecommendationsOut:
+    """Top-``n`` items for a user, with the user's stored events folded in (no refit).
+
+    Unknown users get the most popular items, labelled as a fallback.
+    """
+    reranker = getattr(state, "reranker", None)
+    if (rerank or explain) and reranker is None:
+        asked = " and ".join(x for x, on in (("rerank", rerank), ("explain", explain)) if on)
+        raise HTTPException(
+            status_code=400,
+            detail=f"{asked} not available: no re-ranker is configured on this server",
+        )
+    history = state.history.cached(user_id)
+    if history is None:  # a store query: off the event loop
+        history = await run_in_threadpool(state.history.get, user_id)
+    if model.needs_store(history):
+        ranked = await run_in_threadpool(
+            model.recommend, user_id, n, history, state.store.item_texts
+        )
+    else:  # in-memory numpy work of O(|history| * k): cheaper than a thread hop
+        ranked = model.recommend(user_id, n, history, state.store.item_texts)
+    if ranked.was_fallback:
+        state.metrics.fallbacks.labels("recommendations").inc()
+    items = _items(ranked)
+    notes = list(ranked.notes)
+    if rerank and reranker is not None:
+        items, more = reranker.rerank(user_id, items, explain)
+        notes.extend(more)
+    body = s.RecommendationsOut(
+        user_id=user_id,
+        items=items,
+        was_fallback=ranked.was_fallback,
+        reason=ranked.reason,
+        notes=notes,
+    )
+    # already validated: serialise once instead of FastAPI's second validation pass
+    return Response(body.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
+
+
+@router.get(
+    "/v1/items/{item_id}/similar",
+    response_model=s.SimilarOut,
+    tags=["recommendations"],
+    responses=ERRORS,
+)
+def similar(item_id: ItemIdPath, state: State, model: Model, n: NQuery = 10) -> s.SimilarOut:
+    """The ``n`` items most similar to an item (text neighbours or popularity for an item
+    unknown to the model, labelled)."""
+    ranked = model.similar(item_id, n, state.store.item_text)
+    if ranked.was_fallback:
+        state.metrics.fallbacks.labels("similar").inc()
+    return s.SimilarOut(
+        item_id=item_id,
+        items=_items(ranked),
+        was_fallback=ranked.was_fallback,
+        reason=ranked.reason,
+    )
+
+
+@router.post(
+    "/v1/predictions",
+    response_model=s.PredictionsOut,
+    tags=["recommendations"],
+    responses={**ERRORS, 413: AUTH_ERRORS[413]},
+)
+def predictions(body: s.PredictionBatch, model: Model) -> s.PredictionsOut:
+    """Predicted rating (or implicit score) of each (user, item) pair, from the training data;
+    pairs with an unknown user or item get the model's fallback, flagged."""
+    users = [p.user_id for p in body.pairs]
+    items = [p.item_id for p in body.pairs]
+    out = model.predict(users, items)
+    return s.PredictionsOut(
+        predictions=[
+            s.PredictionOut(user_id=u, item_id=i, prediction=e, was_fallback=fb, reason=r)
+            for u, i, (e, fb, r) in zip(users, items, out, strict=True)
+        ]
+    )
+
+
+# ---------------------------------------------------------------------- writes
+@router.post(
+    "/v1/events",
+    response_model=s.EventsAccepted,
+    status_code=201,
+    tags=["events"],
+    dependencies=[Authorized],
+    responses={**AUTH_ERRORS, 422: ERRORS[422]},
+)
+def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
+    """Store a batch of events durably (committed before this answers) and make them count in
+    each user's next recommendations. A repeated ``event_id`` is stored once."""
+    batch = [
+        Event(e.user_id, e.item_id, e.type, e.value, e.timestamp, e.event_id, e.item_text)
+        for e in body.events
+    ]
+    result = state.store.add_events(batch)
+    state.history.invalidate({e.user_id for e in batch})
+    state.metrics.events.inc(result.accepted)
+    state.metrics.duplicates.inc(result.duplicates)
+    return s.EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+
+
+@router.post(
+    "/v1/admin/reload",
+    response_model=s.ReloadOut,
+    tags=["admin"],
+    dependencies=[Authorized],
+    responses={
+        **AUTH_ERRORS,
+        400: ERRORS[400],
+        409: {"model": s.ErrorOut, "description": "a reload is running"},
+    },
+)
+def reload(state: State, body: s.ReloadIn | None = None) -> s.ReloadOut:
+    """Load a model folder (npz + manifest only) and swap it in; requests in flight finish on
+    the previous model. On failure the previous model stays."""
+    from llmcf.errors import LlmcfError
+
+    target = (body.model_dir if body else None) or state.settings.model_dir
+    if target is None:
+        raise HTTPException(status_code=400, detail="no model_dir given and none configured")
+    if not state.reload_lock.acquire(blocking=False):
+        raise HTTPException(status_code=409, detail="a reload is already running")
+    try:
+        t0 = time.perf_counter()
+        try:
+            model = load_serving_model(Path(target), getattr(state, "text_index", None))
+        except (LlmcfError, OSError, ValueError, KeyError) as exc:
+            state.metrics.reloads.labels("error").inc()
+            raise HTTPException(
+                status_code=400, detail=f"cannot load model from {target}: {exc}"
+            ) from None
+        previous = state.set_model(model)
+        state.settings.model_dir = Path(target)
+        state.history.clear()
+        state.metrics.reloads.labels("ok").inc()
+        return s.ReloadOut(
+            model=model.info(),
+            previous=previous.info() if previous else None,
+            seconds=time.perf_counter() - t0,
+        )
+    finally:
+        state.reload_lock.release()
