@@ -93,7 +93,9 @@ class Dataset:
         )
         if self.rating.shape != (n,):
             raise DataError(f"rating has shape {self.rating.shape}, expected ({n},)")
-        self.timestamp = None if timestamp is None else np.ascontiguousarray(timestamp, dtype=np.int64)
+        self.timestamp = (
+            None if timestamp is None else np.ascontiguousarray(timestamp, dtype=np.int64)
+        )
         if self.timestamp is not None and self.timestamp.shape != (n,):
             raise DataError(f"timestamp has shape {self.timestamp.shape}, expected ({n},)")
         self.feedback: Feedback = feedback
@@ -109,7 +111,9 @@ class Dataset:
                 raise DataError("item index out of range of the item vocabulary")
             if not np.isfinite(self.rating).all():
                 bad = int(np.flatnonzero(~np.isfinite(self.rating))[0])
-                raise DataError(f"non-finite rating at interaction {bad}", value=float(self.rating[bad]))
+                raise DataError(
+                    f"non-finite rating at interaction {bad}", value=float(self.rating[bad])
+                )
         if check_duplicates and n:
             key = self.user_idx.astype(np.int64) * len(items) + self.item_idx
             uniq, counts = np.unique(key, return_counts=True)
