@@ -171,33 +171,6 @@ def dense_similarity(
             out[x, x] = 1.0
 
 
-@njit(cache=True, inline="always")
-def _worse(s1, i1, s2, i2):  # type: ignore[no-untyped-def]
-    """Whether neighbour (s1, i1) ranks below (s2, i2): lower similarity, or equal and higher index."""
-    return s1 < s2 or (s1 == s2 and i1 > i2)
-
-
-@njit(cache=True)
-def _heap_sift_down(heap_sim, heap_idx, size, pos):  # type: ignore[no-untyped-def]
-    """Restore the min-heap (root = worst kept neighbour) below ``pos``."""
-    while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        child = left
-        right = left + 1
-        if right < size and _worse(
-            heap_sim[right], heap_idx[right], heap_sim[left], heap_idx[left]
-        ):
-            child = right
-        if not _worse(heap_sim[child], heap_idx[child], heap_sim[pos], heap_idx[pos]):
-            return
-        s, i = heap_sim[pos], heap_idx[pos]
-        heap_sim[pos], heap_idx[pos] = heap_sim[child], heap_idx[child]
-        heap_sim[child], heap_idx[child] = s, i
-        pos = child
-
-
 @njit(cache=True, parallel=True)
 def topk_similarity(
     rows,
