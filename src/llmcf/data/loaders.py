@@ -1274,10 +1274,10 @@ def load_table(
                 path=label,
                 line=1 if text else None,
             )
-    for role, col in mapping.items():
-        if col not in frame.columns:
+    for role, name in mapping.items():
+        if name not in frame.columns:
             raise DataError(
-                f"missing {role} column {col!r}; available columns: {available}",
+                f"missing {role} column {name!r}; available columns: {available}",
                 path=label,
                 line=1 if text else None,
             )
