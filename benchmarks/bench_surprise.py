@@ -68,7 +68,7 @@ def main() -> None:
         sys.exit(f"{folder} has no u1.base; set LLMCF_DATA_DIR")
     env = dict(os.environ, LLMCF_DATA_DIR=str(data_dir))
     llmcf = str(Path(sys.executable).with_name("llmcf"))
-    # warm-up: compiles llmcf's kernels into the numba cache (a one-time cost after install)
+    # warm-up: fills the OS file cache (interpreter, libraries, data) before timing
     subprocess.run(
         [llmcf, "evaluate", "--data", "ml-100k", "--split", "u1", "--quiet", "--k", "5"],
         env=env,

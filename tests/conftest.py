@@ -10,7 +10,7 @@ import pytest
 
 from llmcf.data.dataset import Dataset
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+os.environ.setdefault("LLMCF_THREADS", "2")
 
 # users x items; 0 = no rating
 TINY = np.array(

@@ -7,6 +7,8 @@ Public entry points::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from llmcf.cf.baselines import BaselineOnly, GlobalMean
@@ -14,7 +16,9 @@ from llmcf.cf.knn import ItemKNN, KNNConfig, UserKNN
 from llmcf.data.dataset import Dataset
 from llmcf.data.vocab import Vocabulary
 from llmcf.errors import DataError, LlmcfError, ModelLoadError, NotFittedError
-from llmcf.persist import load_model
+
+if TYPE_CHECKING:
+    from llmcf.persist import load_model
 
 __all__ = [
     "BaselineOnly",
@@ -31,3 +35,13 @@ __all__ = [
     "__version__",
     "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # load_model is imported on first use: llmcf.persist pulls in zipfile, which fitting and
+    # predicting do not need
+    if name == "load_model":
+        from llmcf.persist import load_model
+
+        return load_model
+    raise AttributeError(f"module 'llmcf' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Local (single-machine) backend: neighbour artifacts with the numba kernels, batch top-N.
+"""Local (single-machine) backend: neighbour artifacts with the C kernels, batch top-N.
 
 Neighbour lists come from :func:`llmcf.cf.similarity.compute_similarities` (``dense=False``),
 the same kernel :class:`~llmcf.cf.knn.ItemKNN` uses above ``dense_max``; only the index order
@@ -321,7 +321,7 @@ def build_neighbors(
     columns: dict[str, str] | None = None,
     progress: bool = False,
 ) -> NeighborArtifact:
-    """Top-``n_neighbors`` lists of ``kind`` (item-item or user-user) with the numba kernel.
+    """Top-``n_neighbors`` lists of ``kind`` (item-item or user-user) with the C kernel.
 
     With ``text_neighbors`` (item kind only; a table as in :func:`read_text_neighbors`) the CF
     lists are fused with the text lists (:func:`llmcf.backends.artifact.fuse_neighbors`).

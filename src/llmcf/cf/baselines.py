@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from numba import njit
 
+from llmcf.cf import _kernels
 from llmcf.cf.topn import TopNMixin
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError, NotFittedError
@@ -66,7 +66,7 @@ def fit_baselines(
     if cfg.method == "als":
         n_u = np.bincount(user_idx, minlength=n_users).astype(np.float64)
         n_i = np.bincount(item_idx, minlength=n_items).astype(np.float64)
-        _als_epochs(
+        _kernels.als_epochs(
             np.ascontiguousarray(user_idx, dtype=np.int64),
             np.ascontiguousarray(item_idx, dtype=np.int64),
             np.ascontiguousarray(rating, dtype=np.float64),
@@ -80,10 +80,10 @@ def fit_baselines(
     else:
         # SGD is sequential by nature; visit users in index order, each user's ratings in input order
         order = np.argsort(user_idx, kind="stable")
-        _sgd_epochs(
-            user_idx[order].astype(np.int64),
-            item_idx[order].astype(np.int64),
-            rating[order],
+        _kernels.sgd_epochs(
+            np.ascontiguousarray(user_idx[order], dtype=np.int64),
+            np.ascontiguousarray(item_idx[order], dtype=np.int64),
+            np.ascontiguousarray(rating[order], dtype=np.float64),
             mu,
             bu,
             bi,
@@ -92,35 +92,6 @@ def fit_baselines(
             cfg.learning_rate,
         )
     return mu, bu, bi
-
-
-@njit(cache=True)
-def _als_epochs(users, items, ratings, mu, bu, bi, den_i, den_u, n_epochs):  # type: ignore[no-untyped-def]
-    """ALS sweeps; sums run over the ratings in input order, as in the reference loop."""
-    dev_i = np.empty(bi.shape[0])
-    dev_u = np.empty(bu.shape[0])
-    for _ in range(n_epochs):
-        dev_i[:] = 0.0
-        for t in range(users.shape[0]):
-            dev_i[items[t]] += (ratings[t] - mu) - bu[users[t]]
-        for i in range(bi.shape[0]):
-            bi[i] = dev_i[i] / den_i[i]
-        dev_u[:] = 0.0
-        for t in range(users.shape[0]):
-            dev_u[users[t]] += (ratings[t] - mu) - bi[items[t]]
-        for u in range(bu.shape[0]):
-            bu[u] = dev_u[u] / den_u[u]
-
-
-@njit(cache=True)
-def _sgd_epochs(users, items, ratings, mu, bu, bi, n_epochs, reg, lr):  # type: ignore[no-untyped-def]
-    for _ in range(n_epochs):
-        for t in range(users.shape[0]):
-            u = users[t]
-            i = items[t]
-            err = ratings[t] - (mu + bu[u] + bi[i])
-            bu[u] += lr * (err - reg * bu[u])
-            bi[i] += lr * (err - reg * bi[i])
 
 
 class _RatingModel(TopNMixin):

@@ -189,11 +189,16 @@ def compute_similarities(
         raise ValueError("dense similarities are computed for all rows at once")
     out_idx = np.empty((len(row_ids), n_neighbors), dtype=np.int32)
     out_sim = np.empty((len(row_ids), n_neighbors), dtype=np.float64)
+    if not progress:
+        _kernels.topk_similarity(
+            row_ids, *args, n_neighbors, 0.0, out_idx, out_sim, _kernels.n_chunks()
+        )
+        return out_idx, out_sim
     # blocks of rows so that long fits report progress; each block is one parallel kernel call
     block = max(2048, len(row_ids) // 50)
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(row_ids), disable=not progress, desc="neighbours", unit="row") as bar:
+    with tqdm(total=len(row_ids), desc="neighbours", unit="row") as bar:
         for start in range(0, len(row_ids), block):
             stop = min(start + block, len(row_ids))
             _kernels.topk_similarity(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,12 +14,62 @@ from llmcf.errors import ConfigError
 from llmcf.models import make_model
 
 
-@dataclass
 class FoldData:
-    name: str
-    dataset: Dataset
-    train: np.ndarray
-    test: np.ndarray
+    """One train/test fold: ``name``, ``dataset``, ``train`` and ``test`` (indices into it).
+
+    A fold built with ``loader`` (MovieLens 100K's predefined files) reads its data on first
+    use and forgets it on :meth:`release`, so a list of such folds holds no data until it is
+    used and :func:`evaluate_ratings` keeps one fold in memory at a time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dataset: Dataset | None = None,
+        train: np.ndarray | None = None,
+        test: np.ndarray | None = None,
+        *,
+        loader: Callable[[], tuple[Dataset, np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        if loader is None and (dataset is None or train is None or test is None):
+            raise ValueError("FoldData needs dataset, train and test, or a loader")
+        self.name = name
+        self._loader = loader
+        self._data: tuple[Dataset, np.ndarray, np.ndarray] | None = None
+        if dataset is not None and train is not None and test is not None:
+            self._data = (dataset, train, test)
+
+    def _get(self) -> tuple[Dataset, np.ndarray, np.ndarray]:
+        if self._data is None:
+            assert self._loader is not None
+            self._data = self._loader()
+        return self._data
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the fold's data is in memory."""
+        return self._data is not None
+
+    @property
+    def dataset(self) -> Dataset:
+        return self._get()[0]
+
+    @property
+    def train(self) -> np.ndarray:
+        return self._get()[1]
+
+    @property
+    def test(self) -> np.ndarray:
+        return self._get()[2]
+
+    def release(self) -> None:
+        """Forget the loaded data (it is read again on the next use); no-op without a loader."""
+        if self._loader is not None:
+            self._data = None
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "not loaded"
+        return f"FoldData({self.name!r}, {state})"
 
 
 def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
@@ -27,7 +77,8 @@ def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
 
     ``u1``..``u5``, ``u1-u5``, ``ua``, ``ub`` are MovieLens 100K's predefined files; other
     specs (``kfold:5``, ``random:0.2``, ``temporal:0.2``, ``coldstart``, ...) are computed by
-    :func:`llmcf.eval.split.parse_split` with ``seed``.
+    :func:`llmcf.eval.split.parse_split` with ``seed``. Predefined-file folds are read when
+    first used (see :class:`FoldData`).
     """
     from llmcf.data.loaders import load_movielens_100k_fold, resolve_data_path, resolve_dataset
     from llmcf.eval.split import is_file_split, parse_split
@@ -43,8 +94,7 @@ def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
                 f"{missing[0]}.base; use a computed split such as kfold:5 or random:0.2"
             )
         for fold_name in file_folds:
-            ds, train, test = load_movielens_100k_fold(path, fold_name)
-            yield FoldData(fold_name, ds, train, test)
+            yield FoldData(fold_name, loader=partial(load_movielens_100k_fold, path, fold_name))
         return
     dataset = resolve_dataset(data)
     for fold in parse_split(split, seed=seed)(dataset):
@@ -67,8 +117,6 @@ def evaluate_ratings(
     fold, mae, rmse, fit_seconds, predict_seconds, n_predictions, n_fallbacks and predictions
     (when ``keep_predictions``) hold per-fold arrays for ``--predictions``.
     """
-    from tqdm.auto import tqdm
-
     from llmcf.eval.metrics import mae, rmse
 
     options = dict(options or {})
@@ -78,10 +126,9 @@ def evaluate_ratings(
     rows: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
     fold_list = list(folds) if not isinstance(folds, list) else folds
-    bar = tqdm(
-        total=len(fold_list) * len(models), disable=not progress, desc="evaluate", unit="fit"
-    )
+    bar = _progress_bar(len(fold_list) * len(models), progress)
     for fold in fold_list:
+        was_loaded = fold.loaded
         train = fold.dataset.subset(fold.train)
         test = fold.dataset.subset(fold.test)
         for name in models:
@@ -99,6 +146,7 @@ def evaluate_ratings(
                 est, fallback = e[:, None], fb[:, None]
                 k_values = [None]
             pred_s = time.perf_counter() - t0
+            del model  # free this fit before the next one is built
             for j, k in enumerate(k_values):
                 rows.append(
                     {
@@ -126,8 +174,33 @@ def evaluate_ratings(
                         }
                     )
             bar.update(1)
+        # one fold in memory at a time: drop this fold's data before the next one is read
+        del train, test
+        if not was_loaded:
+            fold.release()
     bar.close()
     return rows, kept
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off (tqdm is not imported then)."""
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool) -> Any:
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="evaluate", unit="fit")
 
 
 def write_predictions(path: str, predictions: list[dict[str, Any]]) -> int:
