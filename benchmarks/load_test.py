@@ -5,26 +5,43 @@ Usage::
 
     python benchmarks/load_test.py                       # ml-100k item-kNN, 200 req/s for 30 s
     python benchmarks/load_test.py --rate 400 --duration 20 --json service.json
+    python benchmarks/load_test.py --pin                 # server on CPU 0, client on CPU 1
 
 It fits an item-kNN model on the whole of ml-100k (from $LLMCF_DATA_DIR) unless
 ``--model-dir`` is given, starts ``llmcf serve`` on a free local port with a fresh SQLite event
 store, and measures:
 
-1. ``GET /v1/users/{id}/recommendations?n=10`` (no re-rank) for random known users, sent on a
+1. ``GET /healthz`` on the same schedule as 2: a baseline of what the machine costs right now
+   (it goes through the whole FastAPI stack).
+2. ``GET /v1/users/{id}/recommendations?n=10`` (no re-rank) for random known users, sent on a
    fixed schedule (request i at t0 + i / rate, open loop). Latency is measured from the
-   *scheduled* send time, so a stalled server cannot hide its queueing delay (no coordinated
-   omission). Reported: p50, p90, p99, max, errors (non-200 or transport errors).
-2. ``POST /v1/events`` in batches of ``--batch-size`` events from ``--writers`` concurrent
+   *scheduled* send time, so a stalled server (or a late client) cannot hide its queueing
+   delay (no coordinated omission). Caches start cold: every user's first request is
+   computed. Reported: p50, p90, p99, max, errors (non-200, transport errors, timeouts).
+3. ``POST /v1/events`` in batches of ``--batch-size`` events from ``--writers`` concurrent
    clients; reported: events/s over the whole phase, batch latency p50/p99, errors.
 
-Only loopback addresses are used, and both phases stop by themselves (bounded counts).
-The client runs on the same machine as the server and takes CPU from it.
+The GET client is a minimal HTTP/1.1 keep-alive client made of asyncio protocol callbacks
+(uvloop when installed; no task or coroutine per request, prepared request bytes, only the
+status line and Content-Length parsed), so that on a small machine it does not measure
+itself: its CPU per request is mostly the two wake-ups a request costs at a low rate (the
+send timer and the answer), which is also most of the server's. Each phase reports the
+server's CPU per request (user + system, from /proc: unlike latency it does not depend on the
+machine's load), the client's, the 1-minute load average before and after, and how late the
+client sent its requests (``send_lag_ms``: timer granularity, about 1 ms, and waiting for a
+free connection; it is part of the latency). wrk2 would do the same in C but is not packaged
+for Debian; wrk and hey are closed-loop (coordinated omission).
+
+``--pin`` runs the server on one CPU and the client on another (``taskset``); the default
+leaves both to the scheduler. Only loopback addresses are used, and every phase stops by
+itself (bounded counts and a deadline).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import platform
@@ -59,15 +76,20 @@ def fit_model(data: str, out: Path, k: int) -> None:
     print(f"fitted item-knn (k={k}) on {dataset} in {time.perf_counter() - t0:.1f} s")
 
 
-def start_server(model_dir: Path, db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    model_dir: Path, db: Path, log: Path, cpus: str | None = None, extra: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``llmcf serve`` on a free loopback port (on the CPUs ``cpus``, e.g. ``"0"``, if
+    given); returns once ``/readyz`` answers 200."""
     import httpx
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, LLMCF_API_KEY=API_KEY)
+    pin = ["taskset", "-c", cpus] if cpus else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmcf.cli", "serve", "--model-dir", str(model_dir),
-         "--events-db", str(db), "--port", str(port)],
+        [*pin, sys.executable, "-m", "llmcf.cli", "serve", "--model-dir", str(model_dir),
+         "--events-db", str(db), "--port", str(port), *(extra or [])],
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -105,37 +127,139 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-class RawConnection:
-    """A minimal HTTP/1.1 keep-alive client connection on asyncio streams.
+def request_bytes(host: str, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
-    httpx's async pool costs several milliseconds of client CPU per request with many
-    connections, which on a 2-core machine shared with the server would measure the client;
-    this costs tens of microseconds.
-    """
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of an :class:`OpenLoopClient`: callbacks only (no
+    task, no coroutine per request); parses the status line and Content-Length."""
 
-    async def get(self, path: str) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await self.reader.readexactly(length)
-        return status
+    def __init__(self, client: OpenLoopClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.current: int | None = None  # the request in flight
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while self.current is not None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).lower()
+            length = 0
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+            if len(buf) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            del buf[: end + 4 + length]
+            self.client.answered(self, status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.lost(self)
+
+
+class OpenLoopClient:
+    """Request i is due at ``t0 + i * step``; at its time it is written to a free keep-alive
+    connection (taken in turn, so none idles into the server's keep-alive timeout), or waits
+    in a backlog that the next connection to get its answer takes from. Latency is counted
+    from the due time; so is the send lag (client-side waiting, part of the latency)."""
+
+    def __init__(self, host: str, port: int, requests: list[bytes], rate: float) -> None:
+        self.host, self.port, self.requests = host, port, requests
+        self.step = 1.0 / rate
+        self.t0 = 0.0
+        n = len(requests)
+        self.latencies = np.full(n, np.nan)
+        self.lags = np.full(n, np.nan)
+        self.errors: list[str] = []
+        self.idle: collections.deque[_Connection] = collections.deque()
+        self.backlog: collections.deque[int] = collections.deque()
+        self.finished = 0
+        self.done: asyncio.Future[None] | None = None
+        self.reconnects: set[asyncio.Future[None]] = set()
+
+    async def connect(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        for _ in range(count):
+            await self._open()
+
+    async def _open(self) -> None:
+        _, conn = await asyncio.get_running_loop().create_connection(
+            lambda: _Connection(self), self.host, self.port
+        )
+        self.idle.append(conn)
+
+    async def _reopen(self) -> None:
+        try:
+            await self._open()
+        except OSError:
+            pass  # the server is gone: the requests left count as timeouts
+
+    def submit(self, i: int) -> None:
+        if self.idle:
+            self._send(self.idle.popleft(), i)
+        else:
+            self.backlog.append(i)
+
+    def _send(self, conn: _Connection, i: int) -> None:
+        conn.current = i
+        self.lags[i] = time.perf_counter() - (self.t0 + i * self.step)
+        assert conn.transport is not None
+        conn.transport.write(self.requests[i])
+
+    def answered(self, conn: _Connection, status: int) -> None:
+        i = conn.current
+        assert i is not None
+        self._finish(i, None if status == 200 else str(status))
+        conn.current = None
+        if self.backlog:
+            self._send(conn, self.backlog.popleft())
+        else:
+            self.idle.append(conn)
+
+    def lost(self, conn: _Connection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if conn.current is not None:
+            self._finish(conn.current, "connection lost")
+            conn.current = None
+        if self.done is not None and not self.done.done():  # keep the pool at its size
+            task = asyncio.ensure_future(self._reopen())
+            self.reconnects.add(task)
+            task.add_done_callback(self.reconnects.discard)
+
+    def _finish(self, i: int, error: str | None) -> None:
+        self.latencies[i] = time.perf_counter() - (self.t0 + i * self.step)
+        if error is not None:
+            self.errors.append(error)
+        self.finished += 1
+        if self.finished == len(self.requests) and self.done is not None:
+            if not self.done.done():
+                self.done.set_result(None)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        for conn in list(self.idle):
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+def client_loop() -> Any:
+    """A uvloop event loop when installed (cheaper per request), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def open_loop_reads(
@@ -147,64 +271,61 @@ async def open_loop_reads(
     pid: int,
     connections: int,
     path_template: str = "/v1/users/{user}/recommendations?n={n}",
+    timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Request i is due at t0 + i / rate; a free connection takes it (a queue of due requests
-    feeds ``connections`` keep-alive connections); latency counts from the due time."""
+    """``rate * duration`` GETs on the open-loop schedule of :class:`OpenLoopClient` over
+    ``connections`` keep-alive connections, random known users (seed 0).
+
+    Requests not answered ``timeout`` seconds after the last one was due count as errors
+    (one deadline for the phase instead of a timer per request).
+    """
     from urllib.parse import quote, urlsplit
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", int(parts.port or 80)
     total = int(rate * duration)
     rng = np.random.default_rng(0)
-    paths = [
-        path_template.format(user=quote(users[k], safe=""), n=n)
+    requests = [
+        request_bytes(host, path_template.format(user=quote(users[k], safe=""), n=n))
         for k in rng.integers(0, len(users), total)
     ]
-    latencies: list[float] = []
-    errors: list[str] = []
-    due: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
-
-    async def worker(conn: RawConnection) -> None:
-        while (job := await due.get()) is not None:
-            path, scheduled = job
-            try:
-                status = await asyncio.wait_for(conn.get(path), timeout=10)
-                if status != 200:
-                    errors.append(str(status))
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
-                errors.append(type(exc).__name__)
-                conn.close()
-                conn.writer = None
-            latencies.append(time.perf_counter() - scheduled)
-
-    conns = [RawConnection(host, port) for _ in range(connections)]
-    # warm-up: open the connections, touch the code paths
-    for k, conn in enumerate(conns):
-        await conn.get(paths[k % len(paths)])
-    workers = [asyncio.create_task(worker(c)) for c in conns]
-    cpu0 = cpu_seconds(pid)
-    t0 = time.perf_counter() + 0.05
-    for i in range(total):
-        scheduled = t0 + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        due.put_nowait((paths[i], scheduled))
-    for _ in conns:
-        due.put_nowait(None)
-    await asyncio.gather(*workers)
+    client = OpenLoopClient(host, port, requests, rate)
+    await client.connect(connections)  # the users' caches stay cold
+    assert client.done is not None
+    load0 = os.getloadavg()[0]
+    cpu0, client0 = cpu_seconds(pid), time.process_time()
+    t0 = client.t0 = time.perf_counter() + 0.05
+    step = client.step
+    i = 0
+    while i < total:
+        now = time.perf_counter()
+        while i < total and t0 + i * step <= now:  # every request that is due
+            client.submit(i)
+            i += 1
+        if i < total:
+            await asyncio.sleep(max(0.0, t0 + i * step - time.perf_counter()))
+    try:
+        await asyncio.wait_for(asyncio.shield(client.done), timeout)
+    except asyncio.TimeoutError:
+        pass
     elapsed = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
-    for conn in conns:
-        conn.close()
+    cpu, client_cpu = cpu_seconds(pid) - cpu0, time.process_time() - client0
+    unanswered = int(np.isnan(client.latencies).sum())
+    errors = client.errors + ["timeout"] * unanswered
+    client.close()
+    answered = client.latencies[~np.isnan(client.latencies)]
     return {
         "server_cpu_ms_per_request": 1000 * cpu / total,
+        "client_cpu_ms_per_request": 1000 * client_cpu / total,
         "requests": total,
         "target_rate": rate,
         "achieved_rate": total / elapsed,
         "connections": connections,
         "errors": len(errors),
-        "latency_ms": percentiles(latencies),
+        "error_kinds": sorted(set(errors)),
+        "load_average_1min": [load0, os.getloadavg()[0]],
+        "latency_ms": percentiles(answered.tolist()),
+        "send_lag_ms": percentiles(client.lags[~np.isnan(client.lags)].tolist()),
     }
 
 
@@ -217,38 +338,46 @@ async def ingest(
     writers: int,
     pid: int,
 ) -> dict[str, Any]:
+    """``batches`` POSTs of ``batch_size`` events (unique event ids, bodies prepared before
+    the clock starts) from ``writers`` concurrent clients."""
     import httpx
 
     rng = np.random.default_rng(1)
     types = ["view", "view", "view", "cart", "purchase"]
+    bodies = [
+        json.dumps(
+            {
+                "events": [
+                    {
+                        "user_id": users[int(rng.integers(len(users)))],
+                        "item_id": items[int(rng.integers(len(items)))],
+                        "type": types[int(rng.integers(len(types)))],
+                        "event_id": f"load-{b}-{k}",
+                    }
+                    for k in range(batch_size)
+                ]
+            }
+        ).encode()
+        for b in range(batches)
+    ]
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
     latencies: list[float] = []
     errors: list[str] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for b in range(batches):
-        queue.put_nowait(b)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
     accepted = 0
 
     async def writer(client: httpx.AsyncClient) -> None:
         nonlocal accepted
         while True:
             try:
-                b = queue.get_nowait()
+                body = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            events = [
-                {
-                    "user_id": users[int(rng.integers(len(users)))],
-                    "item_id": items[int(rng.integers(len(items)))],
-                    "type": types[int(rng.integers(len(types)))],
-                    "event_id": f"load-{b}-{k}",
-                }
-                for k in range(batch_size)
-            ]
             t = time.perf_counter()
             try:
-                r = await client.post(
-                    "/v1/events", json={"events": events}, headers={"X-API-Key": API_KEY}
-                )
+                r = await client.post("/v1/events", content=body, headers=headers)
                 if r.status_code == 201:
                     accepted += r.json()["accepted"]
                 else:
@@ -258,6 +387,7 @@ async def ingest(
             latencies.append(time.perf_counter() - t)
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        load0 = os.getloadavg()[0]
         cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
         await asyncio.gather(*(writer(client) for _ in range(writers)))
@@ -271,8 +401,21 @@ async def ingest(
         "accepted": accepted,
         "events_per_s": accepted / elapsed,
         "errors": len(errors),
+        "load_average_1min": [load0, os.getloadavg()[0]],
         "batch_latency_ms": percentiles(latencies),
     }
+
+
+def _run(coro: Any) -> Any:
+    loop = client_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _fmt(p: dict[str, float]) -> str:
+    return f"p50 {p['p50']:.2f}  p90 {p['p90']:.2f}  p99 {p['p99']:.2f}  max {p['max']:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,11 +432,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--writers", type=int, default=4)
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the server on CPU 0 and this client on CPU 1 (taskset; needs 2 CPUs)",
+    )
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for `llmcf serve` (repeat), e.g. --server-arg=--no-fast-path",
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
     from llmcf.persist import load_model
 
+    available = sorted(os.sched_getaffinity(0))
+    if args.pin and len(available) < 2:
+        raise SystemExit("--pin needs two CPUs")
+    server_cpus = str(available[0]) if args.pin else None
+    if args.pin:
+        os.sched_setaffinity(0, {available[1]})
+    pinning = (
+        f"server on CPU {available[0]}, client on CPU {available[1]}"
+        if args.pin
+        else "none (both on any CPU)"
+    )
     with tempfile.TemporaryDirectory(prefix="llmcf-load-") as tmp_name:
         tmp = Path(tmp_name)
         model_dir = Path(args.model_dir) if args.model_dir else tmp / "model"
@@ -302,55 +467,63 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(model_dir)
         users = [str(u) for u in model.users_.ids]
         items = [str(i) for i in model.items_.ids]
-        proc, url = start_server(model_dir, tmp / "events.sqlite", tmp / "server.log")
+        proc, url = start_server(
+            model_dir, tmp / "events.sqlite", tmp / "server.log", server_cpus, args.server_arg
+        )
         try:
             # the same schedule on /healthz first: what the machine alone costs (its load varies)
-            baseline = asyncio.run(
+            baseline = _run(
                 open_loop_reads(
                     url, users, args.rate, args.duration, args.n, proc.pid, args.connections,
                     path_template="/healthz",
                 )
             )  # fmt: skip
-            reads = asyncio.run(
+            reads = _run(
                 open_loop_reads(
                     url, users, args.rate, args.duration, args.n, proc.pid, args.connections
                 )
             )
-            writes = asyncio.run(
+            writes = _run(
                 ingest(url, users, items, args.batches, args.batch_size, args.writers, proc.pid)
             )
         finally:
             proc.terminate()
             proc.wait(10)
     result = {
+        "command": " ".join(["python", "benchmarks/load_test.py", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "model": f"item-knn k={args.k} on {args.data}"
         if not args.model_dir
         else str(args.model_dir),
+        "pinning": pinning,
         "load_average_1min": os.getloadavg()[0],
         "baseline_healthz": baseline,
         "reads": reads,
         "writes": writes,
     }
-    bl = baseline["latency_ms"]
-    print(
-        f"baseline GET /healthz at the same rate: errors {baseline['errors']}; latency ms "
-        f"p50 {bl['p50']:.2f}  p90 {bl['p90']:.2f}  p99 {bl['p99']:.2f}  max {bl['max']:.2f}; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
-    lat = reads["latency_ms"]
-    print(
-        f"GET recommendations n={args.n}: {reads['requests']} requests at {reads['target_rate']:.0f}/s "
-        f"(achieved {reads['achieved_rate']:.1f}/s), errors {reads['errors']}; "
-        f"server CPU {reads['server_cpu_ms_per_request']:.2f} ms/request; latency ms "
-        f"p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  max {lat['max']:.2f}"
-    )
+    print(f"pinning: {pinning}")
+    for name, phase in (
+        ("GET /healthz (baseline)", baseline),
+        (f"GET recommendations n={args.n}", reads),
+    ):
+        print(
+            f"{name}: {phase['requests']} requests at {phase['target_rate']:.0f}/s "
+            f"(achieved {phase['achieved_rate']:.1f}/s), errors {phase['errors']}"
+            f"{' ' + str(phase['error_kinds']) if phase['errors'] else ''}; "
+            f"load average {phase['load_average_1min'][0]:.2f} -> "
+            f"{phase['load_average_1min'][1]:.2f}\n"
+            f"  latency ms {_fmt(phase['latency_ms'])}\n"
+            f"  CPU per request: server {phase['server_cpu_ms_per_request'] * 1000:.0f} us, "
+            f"client {phase['client_cpu_ms_per_request'] * 1000:.0f} us; client send lag ms "
+            f"p99 {phase['send_lag_ms']['p99']:.2f} max {phase['send_lag_ms']['max']:.2f}"
+        )
     wl = writes["batch_latency_ms"]
     print(
         f"POST events: {writes['accepted']} events in {writes['batches']} batches of "
         f"{writes['batch_size']} from {writes['writers']} writers: {writes['events_per_s']:.0f} events/s, "
         f"errors {writes['errors']}; server CPU {writes['server_cpu_ms_per_batch']:.1f} ms/batch; "
-        f"batch latency ms p50 {wl['p50']:.2f}  p99 {wl['p99']:.2f}"
+        f"batch latency ms p50 {wl['p50']:.2f}  p99 {wl['p99']:.2f}; load average "
+        f"{writes['load_average_1min'][0]:.2f} -> {writes['load_average_1min'][1]:.2f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

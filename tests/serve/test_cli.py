@@ -90,3 +90,22 @@ def test_fit_needs_one_source(tmp_path, capsys) -> None:
 def test_serve_rejects_missing_model_dir(tmp_path, capsys) -> None:
     assert main(["serve", "--model-dir", str(tmp_path / "nothing")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_serve_runs_uvicorn_lean(tmp_path, model_dir, monkeypatch) -> None:
+    """uvloop + httptools, no access log unless asked, the fast path and a frozen GC."""
+    import uvicorn
+
+    calls: list[tuple[object, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    db = str(tmp_path / "e.sqlite")
+    assert main(["serve", "--model-dir", str(model_dir), "--events-db", db, "--port", "0"]) == 0
+    app, kw = calls[-1]
+    assert kw["access_log"] is False
+    assert kw["loop"] == "uvloop" and kw["http"] == "httptools"
+    settings = app.state.llmcf.settings
+    assert settings.fast_path and settings.freeze_gc
+    args = ["serve", "--model-dir", str(model_dir), "--events-db", db, "--port", "0"]
+    assert main([*args, "--access-log", "--no-fast-path"]) == 0
+    app, kw = calls[-1]
+    assert kw["access_log"] is True and not app.state.llmcf.settings.fast_path

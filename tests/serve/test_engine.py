@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmcf import ItemKNN, UserKNN
-from llmcf.serve.engine import ServingModel, TextNeighbours, lookup_ids
+from llmcf.serve.engine import Ranking, ServingModel, TextNeighbours, lookup_ids
 from llmcf.serve.store import UserHistory
 
 
@@ -174,3 +174,40 @@ def test_lookup_ids_per_id() -> None:
     strs = Vocabulary(np.array(["a", "b"]))
     assert lookup_ids(strs, ["b", "zz"]).tolist() == [1, -1]
     assert lookup_ids(strs, []).tolist() == []
+
+
+def test_one_ranking_serves_every_n(dataset, item_model, user_model_dir) -> None:
+    """``rank(depth).take(n)`` is ``recommend(n)`` for every n <= depth: what lets the service
+    keep one ranking per user (scores, sources, fallback labels and notes alike)."""
+    from llmcf.persist import load_model
+
+    sm = ServingModel(item_model)
+    cases = [(str(dataset.users.ids[u]), None) for u in range(0, dataset.n_users, 4)]
+    cases += [
+        ("new-user", None),  # popularity fallback
+        ("new-user", _history(["i3", "i7"], [5.0, 1.0])),  # first events
+        ("new-user", _history(["brand-new"], [1.0])),  # an item unknown to the model
+        (str(dataset.users.ids[2]), _history(["i1", "i2", "i1"], [1.0, -2.0, 3.0])),
+    ]
+    for user_id, history in cases:
+        ranking = sm.rank(user_id, sm.n_items, history)
+        for n in (1, 3, 10, 25, sm.n_items):
+            assert ranking.take(sm.item_ids_str, n) == sm.recommend(user_id, n, history), (
+                user_id,
+                n,
+            )
+    # a list completed from the most popular items says how many, for the n asked
+    ids = np.array(["a", "b", "c", "d", "e"])
+    codes = np.array([0, 0, 2, 2, 2], np.uint8)  # neighbours x 2, popular x 3
+    filled = Ranking(0, 5, np.arange(5), np.ones(5), codes, 2, False, None, ("a note",))
+    assert filled.take(ids, 2).notes == ["a note"]
+    assert filled.take(ids, 4).notes == ["a note", "2 item(s) completed from the most popular"]
+    assert filled.take(ids, 4).item_ids == ["a", "b", "c", "d"]
+    assert filled.take(ids, 4).sources == ["neighbours", "neighbours", "popular", "popular"]
+    popular = np.full(5, 2, np.uint8)
+    fallback = Ranking(0, 5, np.arange(5), np.ones(5), popular, 0, True, "why", ())
+    assert fallback.take(ids, 3).notes == [] and fallback.take(ids, 3).reason == "why"
+    # other models: recomputed for each n, the same lists
+    other = ServingModel(load_model(user_model_dir))
+    got = other.recommend(str(dataset.users.ids[1]), 5)
+    assert got == other.rank(str(dataset.users.ids[1]), 5).take(other.item_ids_str, 5)

@@ -46,6 +46,8 @@ def _exercise(store: EventStore) -> None:
     assert m[dataset.users.index("u3"), dataset.items.index("i1")] == 3.0
     store.migrate()  # idempotent
     assert store.count() == 5
+    assert store.event_users(10) == {"u1", "u2", "u3", "u4"}
+    assert store.event_users(3) is None  # more users than the limit
 
 
 def test_sqlite_store(tmp_path) -> None:

@@ -27,12 +27,17 @@ event store, contributes through its text neighbours when a :class:`TextNeighbou
 available (its row is the cosine similarities to the k nearest catalog items, > 0), else it
 only counts as seen.
 
+A request's list is cut from a :class:`Ranking` computed to a depth (any shorter list is its
+prefix), which the service keeps per user until the user's next event or a reload
+(:func:`llmcf.serve.state.recommend`).
+
 Other models (user-based kNN, baselines) are served by their own ``recommend``; their events
 are excluded from the list but not folded into the scores (the result says so).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -47,6 +52,11 @@ SOURCE_NEIGHBOURS = "neighbours"
 SOURCE_TEXT = "text"
 SOURCE_POPULAR = "popular"
 SOURCE_MODEL = "model"
+#: the sources in the compact form of :class:`Ranking` (uint8 codes)
+SOURCES = (SOURCE_NEIGHBOURS, SOURCE_TEXT, SOURCE_POPULAR, SOURCE_MODEL)
+_SOURCE_CODE = {name: code for code, name in enumerate(SOURCES)}
+
+_MODEL_TOKENS = itertools.count(1)
 
 
 @dataclass
@@ -59,6 +69,46 @@ class RankedItems:
     was_fallback: bool = False
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    """A user's ranked list in item indices, computed once for a length ``depth`` and cut to
+    any ``n <= depth`` by :meth:`take`.
+
+    The order (score desc, index asc; then the most popular unseen items) is a total order, so
+    the top ``n`` of a longer list is its first ``n`` entries: one ranking serves every ``n``
+    up to its depth. ``n_scored`` entries come from the scores, the rest from popularity.
+    ``token`` names the :class:`ServingModel` that computed it. Compact, as the service keeps
+    one per user: int32 items, float64 scores, uint8 codes into :data:`SOURCES` (about 1.3 kB
+    for 100 entries).
+    """
+
+    token: int
+    depth: int
+    items: np.ndarray
+    scores: np.ndarray
+    sources: np.ndarray
+    n_scored: int
+    was_fallback: bool
+    reason: str | None
+    notes: tuple[str, ...]
+
+    def take(self, item_ids: np.ndarray, n: int) -> RankedItems:
+        """The first ``n`` entries (``n <= depth``) in external ids."""
+        m = min(n, len(self.items))
+        notes = list(self.notes)
+        filled = m - self.n_scored
+        if filled > 0 and not self.was_fallback:
+            notes.append(f"{filled} item(s) completed from the most popular")
+        return RankedItems(
+            item_ids[self.items[:m]].tolist(),
+            self.scores[:m].tolist(),
+            [SOURCES[code] for code in self.sources[:m].tolist()],
+            was_fallback=self.was_fallback,
+            reason=self.reason,
+            notes=notes,
+        )
 
 
 class TextNeighbours:
@@ -168,6 +218,7 @@ class ServingModel:
             self.nbr_t_data = NT.data.astype(np.float64)
         else:
             self.k = int(getattr(getattr(model, "config", None), "k", 40))
+        self.token = next(_MODEL_TOKENS)  # names this model's rankings in the user cache
         self.loaded_at = time.time()
         self.prepare_seconds = time.perf_counter() - t0
 
@@ -228,9 +279,22 @@ class ServingModel:
 
         ``item_texts`` maps unknown item ids to stored texts (only called when needed).
         """
+        return self.rank(user_id, n, history, item_texts).take(self.item_ids_str, n)
+
+    def rank(
+        self,
+        user_id: str,
+        depth: int,
+        history: UserHistory | None = None,
+        item_texts: Callable[[list[str]], dict[str, str]] | None = None,
+    ) -> Ranking:
+        """The :class:`Ranking` of :meth:`recommend`, ``depth`` entries long (any shorter
+        list is its prefix)."""
         u = self.user_index(user_id)
-        new = (history or UserHistory.empty()).after(self.events_cutoff)
-        ev_idx = self.item_index(new.item_ids)
+        if history is not None and len(history):
+            new = history.after(self.events_cutoff)
+        else:
+            new = UserHistory.empty()
         if u >= 0:
             lo, hi = self.train.indptr[u], self.train.indptr[u + 1]
             seen_train = self.train.indices[lo:hi]
@@ -240,61 +304,62 @@ class ServingModel:
         else:
             seen_train = train_idx = np.zeros(0, np.int32)
             train_w = np.zeros(0)
-        known_ev = ev_idx >= 0
-        seen = np.unique(np.concatenate([seen_train, ev_idx[known_ev]]).astype(np.int32))
         notes: list[str] = []
+        if len(new):
+            ev_idx = self.item_index(new.item_ids)
+            known_ev = ev_idx >= 0
+            seen = np.unique(np.concatenate([seen_train, ev_idx[known_ev]]).astype(np.int32))
+            hist_idx = np.concatenate([train_idx, ev_idx[known_ev]]).astype(np.int64)
+            hist_w = np.concatenate([train_w, new.weights[known_ev]])
+            unknown_ids = [str(i) for i in new.item_ids[~known_ev]]
+        else:  # the training row only: sorted, unique
+            seen, hist_idx, hist_w, unknown_ids = seen_train, train_idx, train_w, []
+            known_ev = np.zeros(0, bool)
         if not self.item_based:
-            return self._recommend_with_model(u, n, seen, len(new), notes)
+            return self._rank_with_model(u, depth, seen, len(new), notes)
 
-        hist_idx = np.concatenate([train_idx, ev_idx[known_ev]]).astype(np.int64)
-        hist_w = np.concatenate([train_w, new.weights[known_ev]])
-        cand, score = self._neighbour_scores(hist_idx, hist_w)
         text_cand = np.zeros(0, np.int32)
-        unknown_ids = [str(i) for i in new.item_ids[~known_ev]]
-        if unknown_ids:
-            if self.text_index is not None and item_texts is not None:
-                texts = item_texts(unknown_ids)
-                extra_c, extra_s = [cand], [score]
-                unknown_w = new.weights[~known_ev]
-                for item_id, w in zip(unknown_ids, unknown_w, strict=True):
-                    text = texts.get(item_id)
-                    if not text:
-                        continue
-                    nb, sim = self.text_index.neighbours(text, self.k)
-                    extra_c.append(nb.astype(np.int64))
-                    extra_s.append(w * sim)
-                    text_cand = np.concatenate([text_cand, nb])
-                cand, score = _sum_by_index(np.concatenate(extra_c), np.concatenate(extra_s))
-                if len(text_cand) == 0:
-                    notes.append("items unknown to the model have no stored text: not folded in")
-            else:
+        if unknown_ids and self.text_index is not None and item_texts is not None:
+            cand, score = self._neighbour_scores(hist_idx, hist_w)
+            texts = item_texts(unknown_ids)
+            extra_c, extra_s = [cand], [score]
+            unknown_w = new.weights[~known_ev]
+            for item_id, w in zip(unknown_ids, unknown_w, strict=True):
+                text = texts.get(item_id)
+                if not text:
+                    continue
+                nb, sim = self.text_index.neighbours(text, self.k)
+                extra_c.append(nb.astype(np.int64))
+                extra_s.append(w * sim)
+                text_cand = np.concatenate([text_cand, nb])
+            cand, score = _sum_by_index(np.concatenate(extra_c), np.concatenate(extra_s))
+            if len(text_cand) == 0:
+                notes.append("items unknown to the model have no stored text: not folded in")
+            keep = score > 0
+            cand, score = cand[keep], score[keep]
+            if len(seen):
+                keep = ~np.isin(cand, seen, assume_unique=False)
+                cand, score = cand[keep], score[keep]
+        else:
+            if unknown_ids:
                 notes.append(
                     "items unknown to the model are not folded in (the model has no text embeddings)"
                 )
-        keep = score > 0
-        cand, score = cand[keep], score[keep]
-        if len(seen):
-            keep = ~np.isin(cand, seen, assume_unique=False)
-            cand, score = cand[keep], score[keep]
-        top, top_scores = _top(cand, score, n)
+            cand, score = self._unseen_scores(hist_idx, hist_w, seen)
+        top, top_scores = _top(cand, score, depth)
         sources = [SOURCE_NEIGHBOURS] * len(top)
         if len(text_cand):
             text_only = np.isin(top, text_cand) & ~np.isin(top, self._neighbour_only(hist_idx))
             sources = [SOURCE_TEXT if t else SOURCE_NEIGHBOURS for t in text_only]
-        result = RankedItems(
-            [str(x) for x in self.item_ids_str[top]],
-            [float(s) for s in top_scores],
-            sources,
-            notes=notes,
-        )
+        reason = None
         if len(top) == 0:
-            result.was_fallback = True
             if u < 0 and len(new) == 0:
-                result.reason = "unknown user: most popular items"
+                reason = "unknown user: most popular items"
             else:
-                result.reason = "no neighbour scores: most popular items"
-        self._fill_popular(result, n, seen, top)
-        return result
+                reason = "no neighbour scores: most popular items"
+        return self._ranking(
+            depth, seen, top, top_scores, sources, reason is not None, reason, notes
+        )
 
     def _neighbour_only(self, hist_idx: np.ndarray) -> np.ndarray:
         """Items reached through the CF neighbour rows of ``hist_idx`` (for labelling)."""
@@ -303,48 +368,98 @@ class ServingModel:
         starts, ends = self.nbr_t_indptr[hist_idx], self.nbr_t_indptr[hist_idx + 1]
         return self.nbr_t_indices[_gather_positions(starts, ends)]
 
+    def _gather(self, hist_idx: np.ndarray, hist_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The entries of ``h * S_k^T`` row by row: (item index, h[i] * S_k[j, i]) pairs, one
+        per neighbour link of a history item (items repeat)."""
+        starts, ends = self.nbr_t_indptr[hist_idx], self.nbr_t_indptr[hist_idx + 1]
+        pos = _gather_positions(starts, ends)
+        return self.nbr_t_indices[pos], self.nbr_t_data[pos] * np.repeat(hist_w, ends - starts)
+
     def _neighbour_scores(
         self, hist_idx: np.ndarray, hist_w: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sparse ``h @ S_k^T``: the candidate items and their summed scores."""
         if len(hist_idx) == 0:
             return np.zeros(0, np.int64), np.zeros(0)
-        starts, ends = self.nbr_t_indptr[hist_idx], self.nbr_t_indptr[hist_idx + 1]
-        pos = _gather_positions(starts, ends)
-        cand = self.nbr_t_indices[pos].astype(np.int64)
-        contrib = self.nbr_t_data[pos] * np.repeat(hist_w, ends - starts)
-        return _sum_by_index(cand, contrib, self.n_items)
+        cand, contrib = self._gather(hist_idx, hist_w)
+        return _sum_by_index(cand.astype(np.int64), contrib, self.n_items)
 
-    def _recommend_with_model(
-        self, u: int, n: int, seen: np.ndarray, n_new: int, notes: list[str]
-    ) -> RankedItems:
+    def _unseen_scores(
+        self, hist_idx: np.ndarray, hist_w: np.ndarray, seen: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The items of ``h @ S_k^T`` with a positive score that are not in ``seen``."""
+        if len(hist_idx) == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        cand, contrib = self._gather(hist_idx, hist_w)
+        if len(cand) * 8 >= self.n_items:
+            # many entries for the catalog: a dense sum, seen items zeroed (O(catalog) once,
+            # cheaper than sorting the entries)
+            dense = np.bincount(cand, weights=contrib, minlength=self.n_items)
+            dense[seen] = 0.0
+            items = np.flatnonzero(dense > 0)
+            return items, dense[items]
+        items, score = _sum_by_index(cand.astype(np.int64), contrib)
+        keep = score > 0
+        if len(seen):
+            keep &= ~np.isin(items, seen)
+        return items[keep], score[keep]
+
+    def _rank_with_model(
+        self, u: int, depth: int, seen: np.ndarray, n_new: int, notes: list[str]
+    ) -> Ranking:
         if n_new:
             notes.append(
                 f"{type(self.model).__name__} has no item neighbour matrix: recent events are "
                 "excluded from the list but not folded into the scores"
             )
         if u < 0:
-            result = RankedItems([], [], [], notes=notes)
-            result.was_fallback = True
-            result.reason = "unknown user: most popular items"
-            self._fill_popular(result, n, seen, np.zeros(0, np.int32))
-            return result
+            empty = np.zeros(0, np.int32)
+            unknown = "unknown user: most popular items"
+            return self._ranking(depth, seen, empty, np.zeros(0), [], True, unknown, notes)
         extra = len(seen) - len(self.train.indices[self.train.indptr[u] : self.train.indptr[u + 1]])
-        recs = self.model.recommend_many(np.array([u]), n + max(extra, 0), exclude_seen=True)
+        recs = self.model.recommend_many(np.array([u]), depth + max(extra, 0), exclude_seen=True)
         items, scores = recs.items[0], recs.scores[0]
         keep = (items >= 0) & ~np.isin(items, seen)
-        items, scores = items[keep][:n], scores[keep][:n]
+        items, scores = items[keep][:depth], scores[keep][:depth]
         fb = bool(recs.was_fallback[0])
-        result = RankedItems(
-            [str(x) for x in self.item_ids_str[items]],
-            [float(s) for s in scores],
-            [SOURCE_POPULAR if fb else SOURCE_MODEL] * len(items),
-            was_fallback=fb,
-            reason="no model scores: most popular items" if fb else None,
-            notes=notes,
+        sources = [SOURCE_POPULAR if fb else SOURCE_MODEL] * len(items)
+        reason = "no model scores: most popular items" if fb else None
+        return self._ranking(depth, seen, items, scores, sources, fb, reason, notes)
+
+    def _ranking(
+        self,
+        depth: int,
+        seen: np.ndarray,
+        top: np.ndarray,
+        top_scores: np.ndarray,
+        sources: list[str],
+        was_fallback: bool,
+        reason: str | None,
+        notes: list[str],
+    ) -> Ranking:
+        """A :class:`Ranking` of ``top`` completed to ``depth`` with the most popular items
+        that are neither seen nor already chosen."""
+        items = np.asarray(top, dtype=np.int32)
+        scores = np.asarray(top_scores, dtype=np.float64)
+        missing = depth - len(items)
+        if missing > 0:
+            # only the first (missing + |seen| + |chosen|) popular items can be needed
+            head = self.popular_order[: missing + len(seen) + len(items)]
+            head = head[~np.isin(head, seen) & ~np.isin(head, items)][:missing]
+            items = np.concatenate([items, head])
+            scores = np.concatenate([scores, self.popularity[head]])
+            sources = sources + [SOURCE_POPULAR] * len(head)
+        return Ranking(
+            self.token,
+            depth,
+            items,
+            scores,
+            np.array([_SOURCE_CODE[s] for s in sources], dtype=np.uint8),
+            len(top),
+            was_fallback,
+            reason,
+            tuple(notes),
         )
-        self._fill_popular(result, n, seen, items)
-        return result
 
     def _fill_popular(
         self, result: RankedItems, n: int, seen: np.ndarray, chosen: np.ndarray

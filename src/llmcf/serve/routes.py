@@ -9,12 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from llmcf.serve import schemas as s
 from llmcf.serve.engine import RankedItems, ServingModel
 from llmcf.serve.state import AppState, load_serving_model
+from llmcf.serve.state import recommend as recommend_for
 from llmcf.serve.store import Event
 
 router = APIRouter()
@@ -163,21 +163,13 @@ async def recommendations(
             status_code=400,
             detail=f"{asked} not available: no re-ranker is configured on this server",
         )
-    history = state.history.cached(user_id)
-    if history is None:  # a store query: off the event loop
-        history = await run_in_threadpool(state.history.get, user_id)
-    if model.needs_store(history):
-        ranked = await run_in_threadpool(
-            model.recommend, user_id, n, history, state.store.item_texts
-        )
-    else:  # in-memory numpy work of O(|history| * k): cheaper than a thread hop
-        ranked = model.recommend(user_id, n, history, state.store.item_texts)
+    ranked = await recommend_for(state, model, user_id, n)
     if ranked.was_fallback:
         state.metrics.fallbacks.labels("recommendations").inc()
     items = _items(ranked)
     notes = list(ranked.notes)
-    if rerank and reranker is not None:
-        items, more = reranker.rerank(user_id, items, explain)
+    if rerank and reranker is not None:  # a language model: off the event loop, one at a time
+        items, more = await state.in_rerank_thread(reranker.rerank, user_id, items, explain)
         notes.extend(more)
     body = s.RecommendationsOut(
         user_id=user_id,
@@ -247,7 +239,9 @@ def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
         for e in body.events
     ]
     result = state.store.add_events(batch)
-    state.history.invalidate({e.user_id for e in batch})
+    users = {e.user_id for e in batch}
+    state.event_users.add(users)  # before the answer: the next read sees the events
+    state.history.invalidate(users)
     state.metrics.events.inc(result.accepted)
     state.metrics.duplicates.inc(result.duplicates)
     return s.EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
@@ -286,6 +280,10 @@ def reload(state: State, body: s.ReloadIn | None = None) -> s.ReloadOut:
         previous = state.set_model(model)
         state.settings.model_dir = Path(target)
         state.history.clear()
+        if state.settings.freeze_gc:  # the new model's objects: out of the collector's reach
+            import gc
+
+            gc.freeze()
         state.metrics.reloads.labels("ok").inc()
         return s.ReloadOut(
             model=model.info(),

@@ -1,19 +1,26 @@
 """Run-time state of one service instance: settings, the event store, the current model, the
-per-user event cache and the Prometheus metrics."""
+per-user cache (recent events and the ranking computed from them), the users with stored
+events, the reader threads and the Prometheus metrics; and :func:`recommend`, the read path
+shared by the FastAPI route and the fast path."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from llmcf.serve.engine import ServingModel
+from llmcf.serve.engine import RankedItems, Ranking, ServingModel
 from llmcf.serve.store import EventStore, EventWeights, UserHistory
 
 CUTOFF_FILE = "events_cutoff.json"
+T = TypeVar("T")
 
 
 def default_events_db() -> str:
@@ -35,45 +42,143 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     event_weights: EventWeights = field(default_factory=EventWeights)
     history_limit: int = 500  # most recent events per user folded in
-    cache_users: int = 100_000  # users whose recent events are kept in memory
+    cache_users: int = 100_000  # users whose recent events (and rankings) are kept in memory
+    #: length of the kept rankings (a request for more computes and keeps a longer one);
+    #: about 1 kB per cached user at 50
+    ranking_depth: int = 50
+    #: answer plain GET recommendations before FastAPI's routing (same responses; see
+    #: llmcf.serve.app)
+    fast_path: bool = True
+    reader_threads: int = 4  # threads for store reads on the recommendation path
+    #: at most this many distinct users with stored events are kept in memory, so that the
+    #: others need no store query (0: query the store for every user not in the cache)
+    event_users_limit: int = 1_000_000
+    #: move the objects alive after start-up and after each model load out of the garbage
+    #: collector's reach (gc.freeze): a full collection of a served process then takes
+    #: microseconds instead of tens of milliseconds. Process-wide, so off for an embedded
+    #: app; ``llmcf serve`` turns it on.
+    freeze_gc: bool = False
+
+
+_NO_EVENTS = UserHistory.empty()  # shared by the entries of users without stored events
+
+
+class UserEntry:
+    """What the service keeps in memory about one user: the recent stored events and, once
+    computed, the user's :class:`~llmcf.serve.engine.Ranking` under the current model (the
+    fold-in result, reused by every request until the user's next event or a reload)."""
+
+    __slots__ = ("history", "ranking")
+
+    def __init__(self, history: UserHistory) -> None:
+        self.history = history
+        self.ranking: Ranking | None = None
+
+
+class EventUsers:
+    """The users that have stored events: a scan of the store at start-up plus this process's
+    own writes. A user outside the set has an empty history, known without a store query.
+
+    Until the scan is done (or when it found more than ``limit`` users, or ``limit`` is 0)
+    every user may have events. Writes are recorded after their commit and before their
+    answer, so a user whose events were acknowledged is never left out. Events that another
+    process writes to the same store are not seen for users outside the set: like the history
+    cache, this assumes that this process is the store's only writer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: set[str] | None = None
+        self._pending: set[str] | None = set()  # writes during the scan
+
+    def scan(self, store: EventStore, limit: int) -> None:
+        """Read the users of the stored events (blocking)."""
+        try:
+            found = store.event_users(limit) if limit > 0 else None
+        except Exception:
+            with self._lock:
+                self._pending = None  # every user stays "may have events"
+            raise
+        with self._lock:
+            if found is not None and self._pending is not None:
+                self._users = found | self._pending
+            self._pending = None
+
+    def add(self, user_ids: set[str]) -> None:
+        with self._lock:
+            if self._users is not None:
+                self._users |= user_ids
+            elif self._pending is not None:
+                self._pending |= user_ids
+
+    def may_have_events(self, user_id: str) -> bool:
+        users = self._users
+        return users is None or user_id in users
+
+    @property
+    def ready(self) -> bool:
+        return self._users is not None
 
 
 class HistoryCache:
-    """LRU cache of users' recent events, invalidated by writes.
+    """LRU cache of users' recent events (and their rankings), invalidated by writes.
 
     A reader that loaded a user's events from the store only caches them if no write happened
     in between (a global write counter), so a cached history is never older than an
-    acknowledged write.
+    acknowledged write. A write drops the entries of its users, rankings included.
     """
 
     def __init__(self, store: EventStore, weights: EventWeights, limit: int, size: int) -> None:
         self.store, self.weights, self.limit, self.size = store, weights, limit, size
         self._lock = threading.Lock()
-        self._data: OrderedDict[str, UserHistory] = OrderedDict()
+        self._data: OrderedDict[str, UserEntry] = OrderedDict()
         self._writes = 0
 
-    def cached(self, user_id: str) -> UserHistory | None:
-        """The cached history of ``user_id``, or ``None`` (no store access)."""
+    def cached(self, user_id: str) -> UserEntry | None:
+        """The cached entry of ``user_id``, or ``None`` (no store access)."""
         with self._lock:
             hit = self._data.get(user_id)
             if hit is not None:
                 self._data.move_to_end(user_id)
             return hit
 
-    def get(self, user_id: str) -> UserHistory:
+    def get(self, user_id: str) -> UserEntry:
+        """The cached entry, else one read from the store (blocking: call it off the event
+        loop)."""
         with self._lock:
             hit = self._data.get(user_id)
             if hit is not None:
                 self._data.move_to_end(user_id)
                 return hit
             version = self._writes
-        history = self.store.user_history(user_id, self.weights, self.limit)
+        entry = UserEntry(self.store.user_history(user_id, self.weights, self.limit))
         with self._lock:
             if self._writes == version:
-                self._data[user_id] = history
+                self._data[user_id] = entry
                 if len(self._data) > self.size:
                     self._data.popitem(last=False)
-        return history
+        return entry
+
+    def get_if_no_events(self, user_id: str, users: EventUsers) -> UserEntry | None:
+        """The cached entry, else an empty one when ``users`` says the user has no stored
+        events (no store access, so callable on the event loop), else ``None``."""
+        with self._lock:
+            hit = self._data.get(user_id)
+            if hit is not None:
+                self._data.move_to_end(user_id)
+                return hit
+            version = self._writes
+        # checked after reading the write counter: a write between the check and the insert
+        # below changes the counter, and the empty entry is not kept
+        if users.may_have_events(user_id):
+            return None
+        entry = UserEntry(_NO_EVENTS)
+        with self._lock:
+            if self._writes == version:
+                self._data[user_id] = entry
+                if len(self._data) > self.size:
+                    self._data.popitem(last=False)
+        return entry
 
     def invalidate(self, user_ids: set[str]) -> None:
         with self._lock:
@@ -85,6 +190,38 @@ class HistoryCache:
         with self._lock:
             self._writes += 1
             self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+async def recommend(state: AppState, model: ServingModel, user_id: str, n: int) -> RankedItems:
+    """Top-``n`` for a user with the stored events folded in, from the user's cached ranking
+    when it is there and long enough.
+
+    A ranking is computed ``max(n, settings.ranking_depth)`` long and kept in the user's cache
+    entry until the user's next event or a model reload (item-based models; a ranking that
+    needed stored item texts is not kept, as another user's event may change a text). Store
+    reads run in the reader threads, and only for users that may have stored events; the
+    in-memory scoring runs on the event loop (O(|h| * k) numpy work, cheaper than a thread
+    hop).
+    """
+    entry = state.history.cached(user_id) or state.history.get_if_no_events(
+        user_id, state.event_users
+    )
+    if entry is None:  # a store query: off the event loop
+        entry = await state.in_thread(state.history.get, user_id)
+    ranking = entry.ranking
+    if ranking is None or ranking.token != model.token or ranking.depth < n:
+        history = entry.history
+        if model.needs_store(history):
+            ranking = await state.in_thread(model.rank, user_id, n, history, state.store.item_texts)
+        elif model.item_based:  # kept until the user's next event (or a reload)
+            depth = max(n, state.settings.ranking_depth)
+            ranking = entry.ranking = model.rank(user_id, depth, history)
+        else:  # another model's own top-n: not kept
+            ranking = model.rank(user_id, n, history)
+    return ranking.take(model.item_ids_str, n)
 
 
 class Metrics:
@@ -121,6 +258,19 @@ class Metrics:
             "llmcf_model_reloads", "model (re)loads by outcome", ["outcome"], registry=self.registry
         )
         self.ready = Gauge("llmcf_model_ready", "1 when a model is loaded", registry=self.registry)
+        # children per (method, route, status): labels() takes a lock and builds its key
+        # on every call
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, t0: float) -> None:
+        """Count a request and its latency since ``t0`` (``time.perf_counter()``)."""
+        key = (method, route, str(status))
+        children = self._request_children.get(key)
+        if children is None:
+            children = self.requests.labels(*key), self.latency.labels(route)
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - t0)
 
 
 class AppState:
@@ -134,8 +284,39 @@ class AppState:
         self.history = HistoryCache(
             store, settings.event_weights, settings.history_limit, settings.cache_users
         )
+        self.event_users = EventUsers()
         self.metrics = Metrics()
         self.reload_lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None
+        self._rerankers: ThreadPoolExecutor | None = None
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the service's reader threads (store reads of the hot path).
+
+        A plain executor hop costs a fraction of anyio's ``to_thread`` (FastAPI's thread pool:
+        capacity limiter, context copy, cancellation scope), which is paid on every cache miss.
+        """
+        readers = self._readers
+        if readers is None:
+            readers = self._readers = ThreadPoolExecutor(
+                max_workers=self.settings.reader_threads, thread_name_prefix="llmcf-read"
+            )
+        return await asyncio.get_running_loop().run_in_executor(readers, fn, *args)
+
+    async def in_rerank_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the re-ranker's own thread: a language model call must not hold
+        the event loop, and its runtime may not be thread-safe (one call at a time)."""
+        rerankers = self._rerankers
+        if rerankers is None:
+            rerankers = self._rerankers = ThreadPoolExecutor(1, thread_name_prefix="llmcf-rerank")
+        return await asyncio.get_running_loop().run_in_executor(rerankers, fn, *args)
+
+    def close(self) -> None:
+        """Stop the reader and re-ranker threads (a later request starts them again)."""
+        for pool in (self._readers, self._rerankers):
+            if pool is not None:
+                pool.shutdown(wait=False)
+        self._readers = self._rerankers = None
 
     def set_model(self, model: ServingModel) -> ServingModel | None:
         previous, self.model = self.model, model

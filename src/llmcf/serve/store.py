@@ -174,6 +174,7 @@ class EventStore:
 
         # SQLite has one writer at a time; serialising our own writes avoids busy retries
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._history_query: Any = None
 
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url
@@ -300,18 +301,20 @@ class EventStore:
     # ------------------------------------------------------------------ reading
     def user_history(self, user_id: str, weights: EventWeights, limit: int = 500) -> UserHistory:
         """The user's ``limit`` most recent events, oldest first, weighted by ``weights``."""
-        from sqlalchemy import select
+        q = self._history_query
+        if q is None:  # built once: a statement with bound parameters is compiled once
+            from sqlalchemy import bindparam, select
 
-        from llmcf.serve.tables import events
+            from llmcf.serve.tables import events
 
-        q = (
-            select(events.c.seq, events.c.item_id, events.c.type, events.c.value)
-            .where(events.c.user_id == user_id)
-            .order_by(events.c.seq.desc())
-            .limit(limit)
-        )
+            q = self._history_query = (
+                select(events.c.seq, events.c.item_id, events.c.type, events.c.value)
+                .where(events.c.user_id == bindparam("user_id"))
+                .order_by(events.c.seq.desc())
+                .limit(bindparam("limit"))
+            )
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()[::-1]
+            rows = conn.execute(q, {"user_id": user_id, "limit": int(limit)}).all()[::-1]
         if not rows:
             return UserHistory.empty()
         return UserHistory(
@@ -343,6 +346,19 @@ class EventStore:
                 select(item_texts.c.item_id, item_texts.c.text).where(item_texts.c.item_id.in_(ids))
             ).all()
         return {r[0]: r[1] for r in rows}
+
+    def event_users(self, limit: int) -> set[str] | None:
+        """The distinct users with at least one stored event, or ``None`` when there are more
+        than ``limit`` of them."""
+        from sqlalchemy import select
+
+        from llmcf.serve.tables import events
+
+        with self.engine.connect() as conn:
+            users = set(
+                conn.execute(select(events.c.user_id).distinct().limit(limit + 1)).scalars()
+            )
+        return users if len(users) <= limit else None
 
     def count(self) -> int:
         from sqlalchemy import func, select
