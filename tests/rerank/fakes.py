@@ -48,6 +48,6 @@ def keyword_yes_no(keyword: str) -> Callable[[PointwisePrompt], np.ndarray]:
     """+2 for candidates whose text contains ``keyword``, -2 otherwise."""
 
     def score(prompt: PointwisePrompt) -> np.ndarray:
-        return np.array([2.0 if keyword in s else -2.0 for s in prompt.suffixes])
+        return np.array([2.0 if keyword in s else -2.0 for s in prompt.candidates])
 
     return score

@@ -141,6 +141,50 @@ def test_choice_mode_uses_label_logprobs() -> None:
     assert llm.calls[0][1].labels == CHOICE_LABELS[:4]
 
 
+def test_choice_with_two_orders_cancels_position_bias() -> None:
+    def biased(prompt):  # prefers early labels strongly, "space" items a little
+        pos = -2.0 * np.arange(len(prompt.labels))
+        names = prompt.listing.strip().split("\n")
+        return pos + np.array([0.5 if "space" in line else 0.0 for line in names])
+
+    cands = np.array([1, 2, 3, 4, 6])  # 3 and 6 are "space opera"
+    cf = np.array([5.0, 4, 3, 2, 1])
+    one = LLMReranker(FakeLLM(choice=biased), TEXTS, mode="choice")
+    assert rerank(one, np.array([0]), cands, cf, 1.0).items.tolist() == [1, 2, 3, 4, 6]
+    llm = FakeLLM(choice=biased)
+    two = LLMReranker(llm, TEXTS, mode="choice", orders=2)
+    res = rerank(two, np.array([0]), cands, cf, 1.0)
+    assert res.items.tolist() == [3, 6, 1, 2, 4]  # position terms cancel; ties by CF
+    first, second = (call[1] for call in llm.calls)
+    assert second.order == first.order[::-1] and second.shared == first.shared
+    assert two.version != one.version and two.version.startswith("choice-v2")
+
+
+def test_reranker_options_change_the_cache_version() -> None:
+    llm = FakeLLM(yes_no=keyword_yes_no("space"))
+    base = LLMReranker(llm, TEXTS)
+    assert base.version.startswith("pointwise-v3:")
+    versions = {
+        base.version,
+        LLMReranker(llm, TEXTS, history_size=3).version,
+        LLMReranker(llm, TEXTS, item_words=3).version,
+        LLMReranker(llm, TEXTS, item_words=None).version,
+    }
+    assert len(versions) == 4
+    with pytest.raises(ConfigError, match="orders"):
+        LLMReranker(llm, TEXTS, orders=3)
+    with pytest.raises(ConfigError, match="mode"):
+        LLMReranker(llm, TEXTS, mode="listwise")
+
+
+def test_history_size_limits_the_prompt() -> None:
+    llm = FakeLLM(yes_no=keyword_yes_no("space"))
+    rerank(LLMReranker(llm, TEXTS, history_size=2), np.arange(8), np.array([9, 10]), np.ones(2), 1)
+    assert llm.calls[-1][1].history == "The user liked: item 6 space opera; item 7 romantic comedy."
+    rerank(LLMReranker(llm, TEXTS, history_size=0), np.arange(8), np.array([9, 10]), np.ones(2), 1)
+    assert "no recorded history" in llm.calls[-1][1].history
+
+
 def test_scores_from_ranked_ids_drops_invented_and_duplicates() -> None:
     cands = np.array([10, 20, 30, 40])
     scores = scores_from_ranked_ids([30, 999, 30, "x", 10], cands)

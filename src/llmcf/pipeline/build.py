@@ -40,15 +40,18 @@ def build_pipeline(
     llm_model: str | None = None,
     n_threads: int = 1,
     timeout: float | None = None,
+    llm_mode: str = "pointwise",
 ) -> Pipeline:
     """A :class:`Pipeline` over a fitted ``model`` with the named re-ranker and explainer.
 
     ``rerank``: ``none``, ``embedding`` (MiniLM), ``local`` (llama.cpp, ``llm_model`` default
-    qwen2.5-0.5b; explanations default to qwen2.5-1.5b when installed) or ``endpoint``
-    (``$LLMCF_LLM_URL``/``$LLMCF_LLM_MODEL``).
+    qwen2.5-0.5b@q8_0; explanations default to qwen2.5-1.5b when installed) or ``endpoint``
+    (``$LLMCF_LLM_URL``/``$LLMCF_LLM_MODEL``); ``llm_mode``: ``pointwise`` or ``choice``
+    (:class:`~llmcf.rerank.reranker.LLMReranker`). ``timeout`` bounds every re-rank call (and
+    aborts the local model's decode when it passes).
     """
     from llmcf.pipeline.core import item_texts
-    from llmcf.rerank.clients import make_llm_client
+    from llmcf.rerank.clients import DEFAULT_LOCAL_MODEL, make_llm_client
     from llmcf.rerank.explain import Explainer
     from llmcf.rerank.reranker import EmbeddingReranker, LLMReranker
 
@@ -60,11 +63,13 @@ def build_pipeline(
     if rerank == "embedding":
         reranker = EmbeddingReranker(texts)
     elif rerank == "local":
-        client = make_llm_client(f"local:{llm_model or 'qwen2.5-0.5b'}", n_threads=n_threads)
-        reranker = LLMReranker(client, texts)
+        client = make_llm_client(
+            f"local:{llm_model or DEFAULT_LOCAL_MODEL}", n_threads=n_threads, local_timeout=timeout
+        )
+        reranker = LLMReranker(client, texts, mode=llm_mode)
     elif rerank == "endpoint":
         client = make_llm_client("endpoint", timeout=timeout or 30.0)
-        reranker = LLMReranker(client, texts)
+        reranker = LLMReranker(client, texts, mode=llm_mode)
     explainer = None
     if explain:
         if rerank == "endpoint":
@@ -76,7 +81,7 @@ def build_pipeline(
             if (
                 client is not None
                 and llm_model in (None, name)
-                and getattr(client, "name", "").endswith(name)
+                and getattr(client, "name", "").split("@")[0].endswith(name.split("@")[0])
             ):
                 explain_client = client
             else:
