@@ -56,6 +56,19 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         "--min-support", type=int, default=None, help="minimum co-ratings for a non-zero similarity"
     )
     p.add_argument("--baseline-method", choices=["als", "sgd"], default=None)
+    p.add_argument(
+        "--reg-u", type=float, default=None, help="ALS user-bias regularisation (default 15)"
+    )
+    p.add_argument(
+        "--reg-i", type=float, default=None, help="ALS item-bias regularisation (default 10)"
+    )
+    p.add_argument(
+        "--correction-shrinkage",
+        type=float,
+        default=None,
+        help="damp the neighbour correction by n/(n+this), n = ratings of the user "
+        "(item-based) or item (user-based); default 0 (off)",
+    )
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     text = p.add_argument_group("text-fused kNN (t-item-knn, t-user-knn)")
     text.add_argument(
@@ -85,10 +98,22 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         help="text similarity rescaling: max(0, (cos - shift) / (1 - shift))",
     )
     text.add_argument(
+        "--amplify",
+        type=float,
+        default=None,
+        help="raise the fused similarity to this power (t-item-knn default 4)",
+    )
+    text.add_argument(
+        "--bias-prior",
+        type=float,
+        default=None,
+        help="shrink item biases towards their text neighbours' (0 off .. 1; T default 1)",
+    )
+    text.add_argument(
         "--tune",
         action="store_true",
         default=None,
-        help="pick alpha/beta and shift on a validation carve of the training data",
+        help="pick alpha/beta, shift and amplify on a validation carve of the training data",
     )
 
 
@@ -100,11 +125,15 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         "shrinkage": args.shrinkage,
         "min_support": args.min_support,
         "baseline_method": args.baseline_method,
+        "reg_u": getattr(args, "reg_u", None),
+        "reg_i": getattr(args, "reg_i", None),
+        "correction_shrinkage": getattr(args, "correction_shrinkage", None),
         "threads": args.threads,
         **{
             key: getattr(args, key, None)
-            for key in ("embedder", "fusion", "alpha", "beta", "shift", "tune")
+            for key in ("embedder", "fusion", "alpha", "beta", "shift", "amplify", "bias_prior")
         },
+        "tune": getattr(args, "tune", None),
     }
 
 
@@ -286,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-sentence reason per item (local LLM or endpoint)",
     )
     rc.add_argument(
-        "--llm-model", default=None, help="local model: qwen2.5-0.5b, qwen2.5-1.5b or a .gguf path"
+        "--llm-model",
+        default=None,
+        help="local model: qwen2.5-0.5b, qwen2.5-1.5b or a .gguf path, optionally @q8_0/@q4_0 "
+        "(default qwen2.5-0.5b@q8_0 for ranking)",
     )
 
     demo = sub.add_parser(
@@ -338,6 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    srv.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request at --log-level info (off by default: CPU on every request)",
+    )
+    srv.add_argument(
+        "--no-fast-path",
+        dest="fast_path",
+        action="store_false",
+        help="answer every request through FastAPI's routing (same answers, more CPU)",
     )
     return parser
 
@@ -653,6 +696,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         events_db=args.events_db or default_events_db(),
         max_body_bytes=args.max_body_bytes,
         cors_origins=tuple(args.cors_origin),
+        fast_path=args.fast_path,
+        freeze_gc=True,
         event_weights=EventWeights.parse(args.event_weights)
         if args.event_weights
         else EventWeights(),
@@ -663,8 +708,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        loop=_installed("uvloop"),
+        http=_installed("httptools"),
+    )
     return 0
+
+
+def _installed(module: str) -> str:
+    """``module`` (uvloop, httptools: ``uvicorn[standard]``) when installed, else uvicorn's
+    pure-Python fallback, which costs several times more CPU per request (reported)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return module
+    print(f"llmcf serve: {module} is not installed: slower requests", file=sys.stderr)
+    return "auto"
 
 
 COMMANDS = {

@@ -101,8 +101,11 @@ def test_rescale_and_blend_by_hand() -> None:
 
 def test_dense_fused_matrix_equals_the_formula() -> None:
     ds = make_dataset()
-    cf_model = ItemKNN(k=3, similarity="pearson_baseline").fit(ds)
-    model = TItemKNN(k=3, embedder=FakeEmbedder(), fusion="support", beta=2.0, shift=0.2).fit(ds)
+    model = TItemKNN(
+        k=3, embedder=FakeEmbedder(), fusion="support", beta=2.0, shift=0.2, amplify=1.0,
+        bias_prior=0.0,
+    ).fit(ds)  # fmt: skip
+    cf_model = ItemKNN(model.config).fit(ds)  # same kNN options (the T defaults)
     v = unit([VECTORS[t] for t in TITLES])
     binary = np.zeros((6, 6))
     for u, i, _ in RATINGS:
@@ -155,7 +158,10 @@ def test_text_top_k_faiss_matches_exact_when_installed() -> None:
 
 def test_sparse_mode_merges_cf_and_text_neighbours() -> None:
     ds = make_dataset()
-    opts = dict(k=3, embedder=FakeEmbedder(), fusion="fixed", alpha=0.6, shift=0.0)
+    opts = dict(
+        k=3, embedder=FakeEmbedder(), fusion="fixed", alpha=0.6, shift=0.0, amplify=1.0,
+        bias_prior=0.0,
+    )  # fmt: skip
     dense = TItemKNN(**opts).fit(ds)
     sparse = TItemKNN(**opts, dense_max=1, n_neighbors=5, n_text_neighbors=5).fit(ds)
     assert not sparse.dense_ and sparse.nbr_idx_ is not None and sparse.nbr_sim_ is not None
@@ -163,7 +169,7 @@ def test_sparse_mode_merges_cf_and_text_neighbours() -> None:
     assert sparse.nbr_idx_[5, 0] == 0
     # lists long enough to hold every pair: the dense fused matrix, except that a pair missing
     # from the CF top list (negative CF similarity) counts as CF 0
-    cf = ItemKNN(k=3).fit(ds).sim_
+    cf = ItemKNN(dense.config).fit(ds).sim_
     assert cf is not None and dense.sim_ is not None
     v = unit([VECTORS[t] for t in TITLES])
     expected = 0.6 * np.maximum(cf, 0) + 0.4 * np.maximum(v @ v.T, 0)
@@ -243,9 +249,24 @@ def test_make_model_persist_round_trip(tmp_path) -> None:
 
 
 def test_defaults_differ_per_model_and_explicit_options_win() -> None:
-    assert TItemKNN().text_config.alpha == 0.8
-    assert TUserKNN().text_config.user_repr == "residual"
+    item, user = TItemKNN(), TUserKNN()
+    assert (item.text_config.alpha, item.text_config.shift, item.text_config.amplify) == (
+        0.75,
+        0.2,
+        4.0,
+    )
+    assert item.text_config.bias_prior == 1.0 and user.text_config.bias_prior == 1.0
+    assert user.text_config.user_repr == "residual" and user.text_config.amplify == 1.0
+    assert user.text_config.alpha == 0.85
+    for model in (item, user):
+        assert (model.config.reg_u, model.config.reg_i) == (5.0, 2.0)
+        assert model.config.correction_shrinkage == 8.0
     assert TItemKNN(alpha=0.3).text_config.alpha == 0.3
+    assert TItemKNN(reg_u=15.0, correction_shrinkage=0.0).config.reg_u == 15.0
+    # a whole KNNConfig is used as is: the library's kNN defaults, not the T ones
+    from llmcf.cf.knn import KNNConfig
+
+    assert TItemKNN(KNNConfig(k=5)).config.correction_shrinkage == 0.0
 
 
 def test_missing_item_text_is_a_clear_error() -> None:

@@ -20,6 +20,16 @@ and the global mean otherwise. Fallbacks are counted and flagged, never silently
 Predictions are clipped to the rating scale. These are exactly scikit-surprise's KNNBasic,
 KNNWithMeans, KNNWithZScore and KNNBaseline.
 
+Option ``correction_shrinkage`` (gamma, default 0: off, Surprise's behaviour) damps the neighbour
+correction of a pair whose y has few training ratings (the user in item-based kNN, the item in
+user-based kNN), where the k neighbours are all there are and their weighted mean is noisy::
+
+    r = f + (r_knn - f) * n_y / (n_y + gamma)
+
+with r_knn the rule's estimate above, f the pair's fallback value (b_ui for ``baseline``) and
+n_y the number of training ratings of y. A user with 3 ratings keeps 3/11 of the correction at
+gamma = 8, one with 100 keeps 93%.
+
 Storage: when the neighbour side has at most ``dense_max`` entities, the full similarity matrix is
 kept (exact peer semantics: the k neighbours are chosen among all raters). Above it only the
 ``n_neighbors`` most similar per entity are kept (memory O(nnz + n * n_neighbors)), and the k
@@ -65,6 +75,7 @@ class KNNConfig:
     baseline_epochs: int | None = None
     reg_u: float = 15.0
     reg_i: float = 10.0
+    correction_shrinkage: float = 0.0  # gamma: damp the correction by n_y / (n_y + gamma)
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +92,8 @@ class KNNConfig:
             raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage}")
         if self.min_support < 0:
             raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
+        if not self.correction_shrinkage >= 0:
+            raise ConfigError(f"correction_shrinkage must be >= 0, got {self.correction_shrinkage}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> KNNConfig:
@@ -133,9 +146,7 @@ class _KNN(_RatingModel, TopNMixin):
         self.item_known_ = np.bincount(dataset.item_idx, minlength=n_i) > 0
         sim = get_similarity(cfg.similarity)
         if sim.needs_baselines or cfg.prediction == "baseline":
-            _, self.bu_, self.bi_ = fit_baselines(
-                dataset.user_idx, dataset.item_idx, r, n_u, n_i, cfg.baseline_config()
-            )
+            self.bu_, self.bi_ = self._fit_baselines(dataset)
         else:
             self.bu_, self.bi_ = np.zeros(n_u), np.zeros(n_i)
         x, y, n_x, n_y = self._switch_arrays(dataset.user_idx, dataset.item_idx, n_u, n_i)
@@ -173,6 +184,18 @@ class _KNN(_RatingModel, TopNMixin):
         self._prepare(layout)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _fit_baselines(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """``(b_u, b_i)`` of the training data (subclasses may supply other baselines)."""
+        _, bu, bi = fit_baselines(
+            dataset.user_idx,
+            dataset.item_idx,
+            dataset.rating,
+            dataset.n_users,
+            dataset.n_items,
+            self.config.baseline_config(),
+        )
+        return bu, bi
 
     def _switch_arrays(
         self, u: np.ndarray, i: np.ndarray, n_u: int, n_i: int
@@ -252,7 +275,12 @@ class _KNN(_RatingModel, TopNMixin):
         est = np.empty((n, len(ks_sorted)))
         actual = np.empty((n, len(ks_sorted)), dtype=np.int64)
         dummy_dense = np.zeros((1, 1))
-        dummy_idx = np.zeros((1, 1), dtype=np.int32)
+        if self.dense_:
+            assert self.sim_ is not None
+            dense_sim, nbr_idx, nbr_sim = self.sim_, np.zeros((1, 1), np.int32), dummy_dense
+        else:
+            assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+            dense_sim, nbr_idx, nbr_sim = dummy_dense, self.nbr_idx_, self.nbr_sim_
         _kernels.set_threads(self.config.threads)
         _kernels.predict_pairs(
             px_k,
@@ -260,9 +288,9 @@ class _KNN(_RatingModel, TopNMixin):
             self._layout.y_indptr,
             self._layout.y_indices,
             self._y_dev,
-            self.sim_ if self.dense_ else dummy_dense,
-            self.nbr_idx_ if not self.dense_ else dummy_idx,
-            self.nbr_sim_ if not self.dense_ else dummy_dense,
+            dense_sim,
+            nbr_idx,
+            nbr_sim,
             self.dense_,
             self._layout.n_x,
             ks_sorted,
@@ -280,6 +308,12 @@ class _KNN(_RatingModel, TopNMixin):
             fb_value = np.full(n, float(self.mu_ or 0.0))
         else:
             fb_value = np.where(both, offset, float(self.mu_ or 0.0))
+        gamma = self.config.correction_shrinkage
+        if gamma > 0:
+            n_y = np.diff(self._layout.y_indptr).astype(np.float64)
+            support = np.where(py_k >= 0, n_y[np.maximum(py_k, 0)], 0.0)
+            keep = (support / (support + gamma))[:, None]
+            est = fb_value[:, None] + (est - fb_value[:, None]) * keep  # NaN stays NaN
         est = np.where(fallback, fb_value[:, None], est)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))

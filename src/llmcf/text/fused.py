@@ -8,12 +8,23 @@ weighted average of the embeddings of the items they rated, see :mod:`llmcf.text
     cos(x, x')  = v_x . v_x'
     text(x, x') = max(0, (cos - shift) / (1 - shift)) ** power        (rescaled to CF's range)
 
-    fixed:    sim = alpha * cf + (1 - alpha) * text
-    support:  sim = w * cf + (1 - w) * text,   w = n / (n + beta)
+    fixed:    s = alpha * cf + (1 - alpha) * text
+    support:  s = w * cf + (1 - w) * text,   w = n / (n + beta)
+
+    sim = s ** amplify   where s > 0                              ("case amplification")
 
 so with the support-aware blend a pair with many co-ratings keeps its CF similarity and a pair
-with few (or none) leans on text. The fused similarity then drives the unchanged kNN
-prediction rules and kernel of :mod:`llmcf.cf.knn` (same k, min_k, prediction rule).
+with few (or none) leans on text. ``amplify`` > 1 sharpens the weights: the neighbours that
+are similar by ratings *and* by text dominate the weighted mean, while the many pairs that only
+share a genre keep a small weight (it does not change which neighbours are the k most similar).
+The fused similarity then drives the unchanged kNN prediction rules and kernel of
+:mod:`llmcf.cf.knn` (same k, min_k, prediction rule, ``correction_shrinkage``).
+
+Baselines: with ``bias_prior`` > 0 the ALS item biases are shrunk towards the mean bias of the
+item's ``bias_prior_k`` nearest text neighbours instead of towards 0
+(:mod:`llmcf.text.priors`), which matters for items with few or no ratings. The baselines
+enter the ``pearson_baseline`` similarity, the ``baseline`` prediction rule and the
+``residual`` user vectors.
 
 Neighbour candidates are the union of CF neighbours and text neighbours:
 
@@ -32,8 +43,16 @@ a user with a few ratings gets a text vector and so neighbours in :class:`TUserK
 
 ``tune=True`` carves a validation set (``tune_fraction`` of the *training* interactions,
 seeded) from the data passed to ``fit``, fits on the rest, picks the ``alpha`` (fixed) or
-``beta`` (support) and ``shift`` with the lowest validation MAE at the configured ``k``, and
-then fits on all the training data with them. The test data are never seen.
+``beta`` (support), ``shift`` and ``amplify`` with the lowest validation MAE at the configured
+``k``, and then fits on all the training data with them. The test data are never seen.
+
+Defaults (chosen by the mean validation MAE over 10% carves of the ml-100k u1-u5 *training*
+folds, see docs/experiments.md): :class:`TItemKNN` ``fusion=fixed, alpha=0.75, shift=0.2,
+amplify=4, bias_prior=1, bias_prior_k=20``; :class:`TUserKNN` ``fusion=fixed, alpha=0.85,
+shift=0, amplify=1, user_repr=residual, bias_prior=1``; both with the kNN options
+``reg_u=5, reg_i=2, correction_shrinkage=8`` (:attr:`_TextKNN.knn_defaults`) and the library's
+other kNN defaults (pearson_baseline, shrinkage 100, baseline rule). Options passed
+explicitly, or a whole :class:`~llmcf.cf.knn.KNNConfig` / :class:`TextFusionConfig`, win.
 """
 
 from __future__ import annotations
@@ -66,7 +85,10 @@ __all__ = [
 FUSIONS = ("fixed", "support")
 ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
-SHIFT_GRID = (0.0, 0.3, 0.5)
+SHIFT_GRID = (0.0, 0.2, 0.4)
+AMPLIFY_GRID = (1.0, 2.0, 3.0, 4.0)
+#: the parameters ``--tune`` chooses (the blend); the others stay as configured
+BLEND_PARAMS = ("alpha", "beta", "shift", "power", "amplify")
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,9 @@ class TextFusionConfig:
     beta: float = 50.0
     shift: float = 0.0
     power: float = 1.0
+    amplify: float = 1.0
+    bias_prior: float = 0.0
+    bias_prior_k: int = 20
     user_repr: str = "centered"
     template: str = "auto"
     n_text_neighbors: int = 50
@@ -98,6 +123,12 @@ class TextFusionConfig:
             raise ConfigError(f"shift must be in [0, 1), got {self.shift}")
         if not self.power > 0.0:
             raise ConfigError(f"power must be > 0, got {self.power}")
+        if not self.amplify > 0.0:
+            raise ConfigError(f"amplify must be > 0, got {self.amplify}")
+        if not 0.0 <= self.bias_prior <= 1.0:
+            raise ConfigError(f"bias_prior must be in [0, 1], got {self.bias_prior}")
+        if self.bias_prior_k < 1:
+            raise ConfigError(f"bias_prior_k must be >= 1, got {self.bias_prior_k}")
         if self.user_repr not in USER_REPRESENTATIONS:
             raise ConfigError(
                 f"unknown user_repr {self.user_repr!r}; valid: {', '.join(USER_REPRESENTATIONS)}"
@@ -139,17 +170,27 @@ def fuse_similarity(
     beta: float,
     shift: float = 0.0,
     power: float = 1.0,
+    amplify: float = 1.0,
 ) -> np.ndarray:
-    """Elementwise fused similarity (formulas in the module docstring); float64."""
+    """Elementwise fused similarity (formulas in the module docstring); float64.
+
+    ``amplify`` raises the positive values to that power; values <= 0 (never neighbours)
+    are returned unchanged.
+    """
     text = rescale_text(cos, shift, power)
     cf = np.asarray(cf, dtype=np.float64)
     if fusion == "fixed":
-        return alpha * cf + (1.0 - alpha) * text
-    if fusion == "support":
+        fused = alpha * cf + (1.0 - alpha) * text
+    elif fusion == "support":
         n = np.asarray(support, dtype=np.float64)
         w = n / (n + beta)
-        return w * cf + (1.0 - w) * text
-    raise ConfigError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
+        fused = w * cf + (1.0 - w) * text
+    else:
+        raise ConfigError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
+    if amplify != 1.0:
+        positive = fused > 0
+        fused[positive] = fused[positive] ** amplify
+    return fused
 
 
 @dataclass
@@ -167,8 +208,16 @@ class _TextKNN(_KNN):
     """Shared fit/fuse/tune/persist logic of :class:`TItemKNN` and :class:`TUserKNN`."""
 
     #: text options that differ from :class:`TextFusionConfig`'s defaults for this model
-    #: (the best setting measured on MovieLens 100K, see docs/experiments.md)
+    #: (the best setting on validation carves of MovieLens 100K, see docs/experiments.md)
     text_defaults: ClassVar[dict[str, Any]] = {}
+    #: kNN options that differ from :class:`~llmcf.cf.knn.KNNConfig`'s defaults (used when no
+    #: KNNConfig object is passed): lighter bias regularisation, damped corrections for users
+    #: (items) with few ratings
+    knn_defaults: ClassVar[dict[str, Any]] = {
+        "reg_u": 5.0,
+        "reg_i": 2.0,
+        "correction_shrinkage": 8.0,
+    }
 
     def __init__(
         self,
@@ -179,6 +228,8 @@ class _TextKNN(_KNN):
         **kwargs: Any,
     ) -> None:
         text_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TEXT_OPTIONS}
+        if config is None:
+            kwargs = {**self.knn_defaults, **kwargs}
         super().__init__(config, **kwargs)
         # an Embedder object is used as is (tests, custom models); its name goes in the config
         self._embedder: Embedder | None = None
@@ -192,6 +243,11 @@ class _TextKNN(_KNN):
             if self._embedder is not None:
                 text_kwargs["embedder"] = getattr(embedder, "name", type(embedder).__name__)
             text = TextFusionConfig.from_dict({**self.text_defaults, **text_kwargs})
+        if text.bias_prior > 0 and self.config.baseline_method != "als":
+            raise ConfigError(
+                "bias_prior needs the ALS baselines (baseline_method='als'); "
+                "pass bias_prior=0 to use SGD baselines"
+            )
         self.text_config = text
         self.params_: dict[str, float] | None = None
 
@@ -241,7 +297,7 @@ class _TextKNN(_KNN):
             self.tune_results_ = results
         else:
             tc = self.text_config
-            params = {"alpha": tc.alpha, "beta": tc.beta, "shift": tc.shift, "power": tc.power}
+            params = {name: float(getattr(tc, name)) for name in BLEND_PARAMS}
             self.tune_results_ = []
         components = self._fit_components(dataset, item_vectors, progress=progress)
         self._apply(components, params)
@@ -251,10 +307,10 @@ class _TextKNN(_KNN):
     def _fit_components(
         self, dataset: Dataset, item_vectors: np.ndarray, *, progress: bool = False
     ) -> _Components:
-        super().fit(dataset, progress=progress)
+        self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        super().fit(dataset, progress=progress)  # baselines via _fit_baselines (text prior)
         self._train_csr = None
         self._pop = None
-        self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
         x_vectors = self._x_vectors(self.item_vectors_)
         self.x_vectors_ = x_vectors
         self._mark_text_known()
@@ -270,6 +326,30 @@ class _TextKNN(_KNN):
             support = (binary @ binary.T).toarray()
             return _Components(self.sim_, cos, support)
         return self._sparse_components(binary, x_vectors)
+
+    def _fit_baselines(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """ALS baselines; with ``bias_prior`` > 0 item biases shrink towards text neighbours'."""
+        tc = self.text_config
+        if tc.bias_prior == 0.0:
+            return super()._fit_baselines(dataset)
+        from llmcf.text.priors import text_prior_baselines, text_prior_weights
+
+        rated = np.bincount(dataset.item_idx, minlength=dataset.n_items) > 0
+        weights = text_prior_weights(self.item_vectors_, rated, tc.bias_prior_k, tc.ann)
+        cfg = self.config.baseline_config()
+        _, bu, bi = text_prior_baselines(
+            dataset.user_idx,
+            dataset.item_idx,
+            dataset.rating,
+            dataset.n_users,
+            dataset.n_items,
+            weights,
+            strength=tc.bias_prior,
+            reg_u=cfg.reg_u,
+            reg_i=cfg.reg_i,
+            n_epochs=cfg.epochs,
+        )
+        return bu, bi
 
     def _mark_text_known(self) -> None:
         """Items with text are known to item-based prediction; cold items get mean mu."""
@@ -325,6 +405,7 @@ class _TextKNN(_KNN):
             beta=params["beta"],
             shift=params["shift"],
             power=params["power"],
+            amplify=params["amplify"],
         )
         self.params_ = dict(params)
         self.__dict__.pop("_nbr_csr", None)  # neighbour CSR cache of the previous blend
@@ -350,10 +431,18 @@ class _TextKNN(_KNN):
     # ------------------------------------------------------------------ tune
     def _grid(self) -> list[dict[str, float]]:
         tc = self.text_config
-        base = {"alpha": tc.alpha, "beta": tc.beta, "power": tc.power}
-        if tc.fusion == "fixed":
-            return [{**base, "alpha": a, "shift": s} for s in SHIFT_GRID for a in ALPHA_GRID]
-        return [{**base, "beta": b, "shift": s} for s in SHIFT_GRID for b in BETA_GRID]
+        base = {name: float(getattr(tc, name)) for name in BLEND_PARAMS}
+        weights = (
+            [{"alpha": a} for a in ALPHA_GRID]
+            if tc.fusion == "fixed"
+            else [{"beta": b} for b in BETA_GRID]
+        )
+        return [
+            {**base, **w, "shift": s, "amplify": m}
+            for m in AMPLIFY_GRID
+            for s in SHIFT_GRID
+            for w in weights
+        ]
 
     def _tune(
         self, dataset: Dataset, item_vectors: np.ndarray
@@ -380,7 +469,7 @@ class _TextKNN(_KNN):
             est, _, _ = probe.predict_k(val.user_idx, val.item_idx, [self.config.k])
             results.append({**params, "mae": mae(val.rating, est[:, 0])})
         best = min(results, key=lambda row: row["mae"])
-        return {k: best[k] for k in ("alpha", "beta", "shift", "power")}, results
+        return {k: best[k] for k in BLEND_PARAMS}, results
 
     # ------------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
@@ -408,7 +497,13 @@ class TItemKNN(_TextKNN, ItemKNN):
 
     name = "t-item-knn"
     user_based = False
-    text_defaults: ClassVar[dict[str, Any]] = {"fusion": "fixed", "alpha": 0.8, "shift": 0.4}
+    text_defaults: ClassVar[dict[str, Any]] = {
+        "fusion": "fixed",
+        "alpha": 0.75,
+        "shift": 0.2,
+        "amplify": 4.0,
+        "bias_prior": 1.0,
+    }
 
 
 class TUserKNN(_TextKNN, UserKNN):
@@ -418,9 +513,10 @@ class TUserKNN(_TextKNN, UserKNN):
     user_based = True
     text_defaults: ClassVar[dict[str, Any]] = {
         "fusion": "fixed",
-        "alpha": 0.9,
+        "alpha": 0.85,
         "shift": 0.0,
         "user_repr": "residual",
+        "bias_prior": 1.0,
     }
 
 
