@@ -216,7 +216,7 @@ def test_fused_text_neighbours(tiny_csv: Path) -> None:
 
 
 def test_fusion_formula_matches_text_fused_module() -> None:
-    fused_mod = pytest.importorskip("llmcf.text.fused")
+    import llmcf.text.fused as fused_mod
     from llmcf.backends.artifact import fuse_neighbors
 
     rng = np.random.default_rng(0)
