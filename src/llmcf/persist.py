@@ -46,6 +46,29 @@ def _digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def load_checked_arrays(apath: Path, expected: dict[str, str]) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (no pickle), each checked against its manifest sha256.
+
+    Raises :class:`ModelLoadError` naming the file when it is missing, unreadable, holds other
+    arrays than ``expected`` lists, or an array fails its checksum.
+    """
+    try:
+        with np.load(apath, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise ModelLoadError(f"{apath}: missing") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelLoadError(f"{apath}: corrupted or unreadable ({exc})") from None
+    if set(expected) != set(arrays):
+        raise ModelLoadError(
+            f"{apath}: arrays {sorted(arrays)} do not match the manifest {sorted(expected)}"
+        )
+    for name, a in arrays.items():
+        if _digest(a) != expected[name]:
+            raise ModelLoadError(f"{apath}: array {name!r} fails its checksum (corrupted file)")
+    return arrays
+
+
 def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` to the folder ``path`` (created if needed) and return it."""
     from llmcf import __version__
@@ -100,21 +123,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     if cls is None:
         raise ModelLoadError(f"{mpath}: unknown model class {manifest.get('class')!r}")
     apath = folder / ARRAYS
-    try:
-        with np.load(apath, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise ModelLoadError(f"{apath}: missing") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelLoadError(f"{apath}: corrupted or unreadable ({exc})") from None
-    expected = manifest.get("arrays", {})
-    if set(expected) != set(arrays):
-        raise ModelLoadError(
-            f"{apath}: arrays {sorted(arrays)} do not match the manifest {sorted(expected)}"
-        )
-    for name, a in arrays.items():
-        if _digest(a) != expected[name]:
-            raise ModelLoadError(f"{apath}: array {name!r} fails its checksum (corrupted file)")
+    arrays = load_checked_arrays(apath, manifest.get("arrays", {}))
     users = Vocabulary(arrays.pop("vocab_users"), name="user")
     items = Vocabulary(arrays.pop("vocab_items"), name="item")
     if (

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -185,7 +184,7 @@ class NeighborArtifact:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NeighborArtifact:
         """Read a folder written by :meth:`save`; raises :class:`ModelLoadError` on any problem."""
-        from llmcf.persist import _digest
+        from llmcf.persist import load_checked_arrays
 
         folder = Path(path)
         mpath = folder / MANIFEST
@@ -207,21 +206,7 @@ class NeighborArtifact:
                 f"{ARTIFACT_VERSION}. Rebuild it."
             )
         apath = folder / ARRAYS
-        try:
-            with np.load(apath, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except FileNotFoundError:
-            raise ModelLoadError(f"{apath}: missing") from None
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise ModelLoadError(f"{apath}: corrupted or unreadable ({exc})") from None
-        expected = manifest.get("arrays", {})
-        if set(expected) != set(arrays):
-            raise ModelLoadError(
-                f"{apath}: arrays {sorted(arrays)} do not match the manifest {sorted(expected)}"
-            )
-        for name, a in arrays.items():
-            if _digest(a) != expected[name]:
-                raise ModelLoadError(f"{apath}: array {name!r} fails its checksum (corrupted file)")
+        arrays = load_checked_arrays(apath, manifest.get("arrays", {}))
         users = Vocabulary(arrays["user_ids"], name="user")
         items = Vocabulary(arrays["item_ids"], name="item")
         if (users.digest(), items.digest()) != (
