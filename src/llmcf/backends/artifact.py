@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from llmcf.data.vocab import Vocabulary
-from llmcf.errors import ConfigError, ModelLoadError
+from llmcf.errors import ConfigError, DataError, ModelLoadError
 
 ARTIFACT_FORMAT = "llmcf.neighbor-artifact"
 ARTIFACT_VERSION = 1
@@ -369,3 +369,21 @@ def fuse_neighbors(
     out_idx[x[top], rank[top]] = x2[top]
     out_sim[x[top], rank[top]] = fused[top]
     return out_idx, out_sim
+
+
+def _guess(available: list[str], columns: dict[str, str] | None, label: str) -> dict[str, str]:
+    """Column mapping for an interactions file (given, else guessed); clear error if incomplete."""
+    from llmcf.data.loaders import _guess_columns
+
+    mapping = dict(columns) if columns is not None else _guess_columns(available)
+    for role in ("user", "item"):
+        if role not in mapping:
+            raise DataError(
+                f"no {role} column given or recognised; available columns: {available}", path=label
+            )
+    for role, col in mapping.items():
+        if col not in available:
+            raise DataError(
+                f"missing {role} column {col!r}; available columns: {available}", path=label
+            )
+    return mapping

@@ -31,6 +31,7 @@ import numpy as np
 from llmcf.backends.artifact import (
     Kind,
     NeighborArtifact,
+    _guess,
     canonical_vocabulary,
     check_params,
     fuse_neighbors,
@@ -123,24 +124,12 @@ def _read_parquet(path: Path, columns: dict[str, str] | None) -> Interactions:
     rating that is not a finite number, duplicate pair), with 1-based rows in the messages."""
     import pyarrow.parquet as pq
 
-    from llmcf.data.loaders import _guess_columns
-
     label = str(path)
     try:
         available = list(pq.read_schema(path).names)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read Parquet: {exc}", path=label) from None
-    mapping = dict(columns) if columns is not None else _guess_columns(available)
-    for role in ("user", "item"):
-        if role not in mapping:
-            raise DataError(
-                f"no {role} column given or recognised; available columns: {available}", path=label
-            )
-    for role, col in mapping.items():
-        if col not in available:
-            raise DataError(
-                f"missing {role} column {col!r}; available columns: {available}", path=label
-            )
+    mapping = _guess(available, dict(columns) if columns is not None else None, label)
     table = pq.read_table(
         path, columns=list(dict.fromkeys(mapping[r] for r in mapping if r != "timestamp"))
     )

@@ -43,6 +43,7 @@ import numpy as np
 from llmcf.backends.artifact import (
     Kind,
     NeighborArtifact,
+    _guess,
     canonical_vocabulary,
     check_params,
 )
@@ -113,21 +114,6 @@ def get_spark(
 
 
 # ---------------------------------------------------------------------------- reading
-def _guess(available: list[str], columns: dict[str, str] | None, label: str) -> dict[str, str]:
-    from llmcf.data.loaders import _guess_columns
-
-    mapping = dict(columns) if columns is not None else _guess_columns(available)
-    for role in ("user", "item"):
-        if role not in mapping:
-            raise DataError(
-                f"no {role} column given or recognised; available columns: {available}", path=label
-            )
-    for role, col in mapping.items():
-        if col not in available:
-            raise DataError(
-                f"missing {role} column {col!r}; available columns: {available}", path=label
-            )
-    return mapping
 
 
 def read_interactions(
