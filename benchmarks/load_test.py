@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
-    from llmcf.persist import load_model
+    from llmcf.models import load_model
 
     available = sorted(os.sched_getaffinity(0))
     if args.pin and len(available) < 2:

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import real_data_dir
 
 from llmcf.cli import main
+from llmcf.persist import arrays_path
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_fit_then_predict(ratings_csv: Path, tmp_path: Path, capsys) -> None:  #
         )
         == 0
     )
-    assert (model_dir / "manifest.json").exists() and (model_dir / "arrays.npz").exists()
+    assert (model_dir / "manifest.json").exists() and arrays_path(model_dir).exists()
     capsys.readouterr()
     assert (
         main(

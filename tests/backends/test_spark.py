@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 from llmcf.backends import local
-from llmcf.backends.artifact import NeighborArtifact
-from llmcf.errors import ConfigError, DataError
+from llmcf.errors import ConfigError, DataError, ModelLoadError
 
 SIMILARITIES = ["cosine", "adjusted_cosine", "pearson", "msd"]
 
@@ -81,17 +80,24 @@ def test_tiny_support_shrinkage_and_fusion_equal_local(spark, tiny_parquet: Path
     assert got.params == want.params
 
 
-@pytest.mark.parametrize("kind", ["item", "user"])
-def test_tiny_recommendations_equal_local(spark, tmp_path: Path, tiny_csv: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("name", ["item-knn", "user-knn"])
+def test_tiny_recommendations_equal_the_model(
+    spark, tmp_path: Path, tiny_csv: Path, name: str
+) -> None:  # type: ignore[no-untyped-def]
     from llmcf.backends import spark as spark_backend
+    from llmcf.data.loaders import load_table
+    from llmcf.models import make_model
+    from llmcf.persist import save_model
 
-    art = local.build_neighbors(tiny_csv, kind, "cosine", n_neighbors=3)
-    want = local.recommendations_frame(art, local.recommend_all(art, tiny_csv, n=3, k=2))
-    assert (~want.from_cf).any() and want.was_fallback.any()  # fill and fallback are covered
-    out = spark_backend.recommend_all(art, tiny_csv, tmp_path / "recs", n=3, k=2, spark=spark)
+    model = make_model(name, k=2).fit(load_table(tiny_csv))
+    folder = save_model(model, tmp_path / "model")
+    want = local.recommend_all(model, 3)
+    assert (want.source == "popular").any() and want.was_fallback.any()  # padding, fallback
+    out = spark_backend.recommend_all(folder, tmp_path / "recs", 3, spark=spark, block_size=2)
     got = local.read_recommendations(out)
-    assert list(got.columns) == list(want.columns)
-    assert_same_recommendations(want, got)
+    want = want.assign(user_id=want.user_id.astype(str), item_id=want.item_id.astype(str))
+    want = want.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
 def test_numeric_text_ids_and_errors(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -139,27 +145,27 @@ def test_numeric_text_ids_and_errors(spark, tmp_path: Path) -> None:  # type: ig
         spark_backend.build_neighbors(ok, "item", "pearson_baseline", spark=spark)
     with pytest.raises(ConfigError, match="no similarity"):
         spark_backend.build_neighbors_many(ok, "item", [], spark=spark)
-    art = local.build_neighbors(ok, "item", "cosine", n_neighbors=2)
-    with pytest.raises(ConfigError, match="artifact's vocabularies"):
-        spark_backend.recommend_all(art, numeric, tmp_path / "r", spark=spark)
+    with pytest.raises(ModelLoadError, match="no manifest"):
+        spark_backend.recommend_all(tmp_path / "nothing", tmp_path / "r", spark=spark)
 
 
 def test_cli_fit_backend_spark(spark, tmp_path: Path, tiny_csv: Path) -> None:  # type: ignore[no-untyped-def]
     from llmcf.cli import main
+    from llmcf.models import load_model
 
-    out, recs = tmp_path / "art", tmp_path / "recs"
+    out, recs = tmp_path / "model", tmp_path / "recs"
     code = main([
         "fit", "--backend", "spark", "--spark-master", "local[2]", "--data", str(tiny_csv),
-        "--model", "item-knn", "--similarity", "adjusted_cosine", "--n-neighbors", "3",
+        "--model", "item-knn", "--similarity", "adjusted_cosine", "--k", "3",
         "--out", str(out), "--recommend", "2", "--recs-out", str(recs), "--quiet",
     ])  # fmt: skip
     assert code == 0
-    art = NeighborArtifact.load(out)
-    assert art.info["backend"] == "spark"
-    assert art.compare(
-        local.build_neighbors(tiny_csv, "item", "adjusted_cosine", n_neighbors=3)
-    ).equal
-    assert local.read_recommendations(recs)["rank"].max() == 2
+    model = load_model(out)  # one artifact format: the model folder, servable
+    got = local.read_recommendations(recs)
+    assert got["rank"].max() == 2
+    for u, uid in enumerate(model.users_.ids):
+        rows = got[got.user_id == str(uid)].item_id.tolist()
+        assert rows == [str(i) for i in model.recommend(u, 2).item_ids]
     assert (
         main(
             [
@@ -193,11 +199,14 @@ def test_ml100k_parity(spark, tmp_path: Path, ml100k_parquet: Path) -> None:  # 
         diff = want.compare(got[name], atol=1e-9)
         assert diff.equal, (name, diff)
         assert diff.rows_exact == len(want.items), (name, diff)  # not even a tie reorder
-    art = got["cosine"]
-    want_recs = local.recommendations_frame(
-        art, local.recommend_all(art, ml100k_parquet, n=10, k=30)
-    )
-    out = spark_backend.recommend_all(
-        art, ml100k_parquet, tmp_path / "recs", n=10, k=30, spark=spark
-    )
-    assert_same_recommendations(want_recs, local.read_recommendations(out))
+    from llmcf.data.loaders import load_table
+    from llmcf.models import make_model
+    from llmcf.persist import save_model
+
+    model = make_model("item-knn").fit(load_table(ml100k_parquet))
+    folder = save_model(model, tmp_path / "model")
+    want = local.recommend_all(model, 50)
+    want = want.assign(user_id=want.user_id.astype(str), item_id=want.item_id.astype(str))
+    want = want.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+    out = spark_backend.recommend_all(folder, tmp_path / "recs", 50, spark=spark)
+    pd.testing.assert_frame_equal(local.read_recommendations(out), want, check_dtype=False)

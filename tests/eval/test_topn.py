@@ -1,4 +1,4 @@
-"""Top-N scoring (llmcf.cf.topn) and the ranking experiment runner (llmcf.eval.topn)."""
+"""Top-N scoring (llmcf.ranking) and the ranking experiment runner (llmcf.eval.topn)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from tests.conftest import TINY, dataset_from_dense, random_dataset
 
 from llmcf.cf.knn import ItemKNN, UserKNN
-from llmcf.cf.topn import RankingConfig, cosine_neighbors, interaction_weights
+from llmcf.ranking import RankingConfig, cosine_neighbors, interaction_weights
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 from llmcf.eval.split import leave_one_out_split
@@ -109,7 +109,7 @@ def test_implicit_feedback_events() -> None:
         users, items, weight, duplicates="sum", feedback="implicit", name="events"
     )
     model = ItemKNN(similarity="cosine", prediction="basic").fit(ds)
-    W = model._weight_matrix().toarray()
+    W = model.weight_matrix().toarray()
     assert W.max() == pytest.approx(np.log1p(6.0))  # a-x: 1 + 5 summed, log1p weighted
     rec = model.recommend(int(ds.users.lookup(np.array(["d"]))[0]), 2)
     assert rec.item_ids[0] == "y" and not rec.was_fallback  # x co-occurs with y, not with z

@@ -288,12 +288,14 @@ def test_pickle_is_never_loaded(client, model_dir, tmp_path) -> None:
 
     import numpy as np
 
+    from llmcf.persist import arrays_path
+
     evil = tmp_path / "evil"
     shutil.copytree(model_dir, evil)
-    with np.load(evil / "arrays.npz") as npz:
+    with np.load(arrays_path(evil)) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["rating"] = np.array([object()], dtype=object)
-    np.savez(evil / "arrays.npz", **arrays)
+    np.savez(arrays_path(evil), **arrays)
     r = client.post("/v1/admin/reload", json={"model_dir": str(evil)}, headers=auth())
     assert r.status_code == 400 and "corrupted or unreadable" in r.json()["detail"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from llmcf.cli import main
-from llmcf.persist import load_model
-from llmcf.serve.state import CUTOFF_FILE, load_serving_model
+from llmcf.models import load_model
+from llmcf.serve.state import load_serving_model
 from llmcf.serve.store import Event, EventStore
 
 
@@ -44,7 +44,15 @@ def test_fit_from_event_store(tmp_path, capsys) -> None:
     store = EventStore.open(db)
     max_seq = store.max_seq()
     store.close()
-    assert json.loads((out / CUTOFF_FILE).read_text()) == {"max_seq": max_seq}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"]["events_cutoff"] == max_seq  # saved atomically with the arrays
+    assert manifest["state"]["event_weights"] == {
+        "view": 1.0,
+        "cart": 3.0,
+        "purchase": 10.0,
+        "rating": 1.0,
+    }
+    assert model.event_weights().purchase == 10.0  # fold-in uses the weights of the fit
     serving = load_serving_model(out)
     assert serving.events_cutoff == max_seq
     assert serving.info()["class"] == "ItemKNN"
@@ -58,7 +66,7 @@ def test_fit_from_event_store(tmp_path, capsys) -> None:
         w[r[3]] * (r[4] if r[4] is not None else 1.0) for r in rows if (r[1], r[2]) == (u, i)
     )
     ui = model.users_.index(u), model.items_.index(i)
-    R = serving.train.toarray()
+    R = serving.model.train_matrix().toarray()
     assert R[ui] == pytest.approx(expected)
 
 
@@ -109,3 +117,25 @@ def test_serve_runs_uvicorn_lean(tmp_path, model_dir, monkeypatch) -> None:
     assert main([*args, "--access-log", "--no-fast-path"]) == 0
     app, kw = calls[-1]
     assert kw["access_log"] is True and not app.state.llmcf.settings.fast_path
+
+
+def test_refit_into_a_folder_replaces_the_events_cutoff(tmp_path) -> None:
+    """A folder fitted from the event store, then refitted from a data set, must not keep the
+    old cutoff (else fold-in would silently skip every stored event)."""
+    from tests.serve.conftest import small_dataset
+
+    from llmcf import ItemKNN
+    from llmcf.persist import save_model
+
+    db = str(tmp_path / "events.sqlite")
+    _fill(db)
+    out = tmp_path / "model"
+    assert (
+        main(["fit", "--events-db", db, "--model", "item-knn", "--out", str(out), "--quiet"]) == 0
+    )
+    assert load_serving_model(out).events_cutoff > 0
+    (out / "events_cutoff.json").write_text('{"max_seq": 999}')  # a file an older llmcf wrote
+    save_model(ItemKNN(k=5).fit(small_dataset()), out)
+    assert load_serving_model(out).events_cutoff == 0
+    assert not (out / "events_cutoff.json").exists()
+    assert len(list(out.glob("arrays-*.npz"))) == 1

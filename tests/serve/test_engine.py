@@ -6,73 +6,116 @@ import numpy as np
 import pytest
 
 from llmcf import ItemKNN, UserKNN
-from llmcf.serve.engine import Ranking, ServingModel, TextNeighbours, lookup_ids
+from llmcf.serve.engine import Ranking, ServingModel, lookup_ids
 from llmcf.serve.store import UserHistory
 
 
-def _history(item_ids: list[str], weights: list[float], start: int = 1) -> UserHistory:
+def _history(
+    item_ids: list[str], values: list[float], types: list[str] | None = None, start: int = 1
+) -> UserHistory:
+    """Events oldest first; by default ``rating`` events with these values."""
     return UserHistory(
         np.arange(start, start + len(item_ids), dtype=np.int64),
         np.array(item_ids, dtype=str),
-        np.array(weights, dtype=np.float64),
+        np.array(types or ["rating"] * len(item_ids), dtype=str),
+        np.array(values, dtype=np.float64),
     )
 
 
-def _neighbour_and_history(sm: ServingModel, model: ItemKNN):
-    """The S_k and history matrix the engine should use (the model's own top-N ones)."""
-    if sm.scoring == "implicit ranking similarity":
-        return model.ranking_neighbors().toarray(), model._weight_matrix().toarray()
-    return model.neighbor_matrix().toarray(), sm.train.toarray()
-
-
-def _oracle(sm: ServingModel, model: ItemKNN, user: int | None, events: dict[int, float], n: int):
-    """Dense reference: h = H[u] + events; score = S_k @ h; seen excluded; positive only."""
-    S, H = _neighbour_and_history(sm, model)
-    h = H[user].copy() if user is not None else np.zeros(sm.n_items)
-    seen = set(np.flatnonzero(sm.train.toarray()[user])) if user is not None else set()
-    for i, w in events.items():
-        h[i] += w
+def _oracle(
+    model: ItemKNN, user: int | None, ratings: dict[int, float], seen_only: set[int], n: int
+):
+    """Dense reference of an explicit item-knn: h = R[u] with the rated events replacing the
+    training ratings; score = S_k @ h (rating weighting); seen excluded; positive only; then
+    the most popular unseen items."""
+    S = model.ranking_neighbors().toarray()
+    R = model.train_matrix().toarray()
+    h = R[user].copy() if user is not None else np.zeros(R.shape[1])
+    seen = set(np.flatnonzero(R[user])) if user is not None else set()
+    for i, r in ratings.items():
+        h[i] = r
         seen.add(i)
+    seen |= seen_only
     score = S @ h
-    cand = [j for j in range(sm.n_items) if j not in seen and score[j] > 0]
+    cand = [j for j in range(R.shape[1]) if j not in seen and score[j] > 0]
     cand.sort(key=lambda j: (-score[j], j))
-    return [str(model.items_.ids[j]) for j in cand[:n]], [score[j] for j in cand[:n]]
+    pop = model.popularity()
+    rest = [j for j in range(R.shape[1]) if j not in seen and j not in cand]
+    rest.sort(key=lambda j: (-pop[j], j))
+    order = (cand + rest)[:n]
+    return [str(model.items_.ids[j]) for j in order], [
+        score[j] if j in cand else pop[j] for j in order
+    ]
 
 
 def test_known_user_matches_model_recommend(dataset, item_model) -> None:
     sm = ServingModel(item_model)
-    assert sm.item_based
+    assert sm.item_based and sm.fold_in
     for u in range(0, dataset.n_users, 3):
         got = sm.recommend(str(dataset.users.ids[u]), 8)
         ref = item_model.recommend(u, 8)
-        k = sum(s == "neighbours" for s in got.sources)
-        assert got.item_ids[:k] == [str(x) for x in ref.item_ids[:k]]
-        assert np.allclose(got.scores[:k], ref.scores[:k])
-        exp_ids, exp_scores = _oracle(sm, item_model, u, {}, 8)
-        assert got.item_ids[:k] == exp_ids[:k]
-        assert np.allclose(got.scores[:k], exp_scores[:k])
-        assert len(got.item_ids) == 8
+        assert got.item_ids == [str(x) for x in ref.item_ids]
+        assert np.allclose(got.scores, ref.scores)
+        assert got.sources == ref.sources
+        exp_ids, exp_scores = _oracle(item_model, u, {}, set(), 8)
+        assert got.item_ids == exp_ids and np.allclose(got.scores, exp_scores)
 
 
-def test_events_fold_in(dataset, item_model) -> None:
+def test_events_fold_in_in_rating_units(dataset, item_model) -> None:
+    """Explicit model: a rating event is a rating (the latest wins); views, carts and
+    purchases are top-of-scale ratings; views only exclude their items."""
     sm = ServingModel(item_model)
     u = 5
     user_id = str(dataset.users.ids[u])
-    seen = set(sm.train[u].indices)
-    fresh = [i for i in range(sm.n_items) if i not in seen][:3]
-    events = {fresh[0]: 5.0, fresh[1]: 1.0, fresh[2]: 3.0}
-    history = _history([str(dataset.items.ids[i]) for i in events], list(events.values()))
+    R = item_model.train_matrix()
+    seen = set(R[u].indices)
+    fresh = [i for i in range(sm.n_items) if i not in seen][:4]
+    rerated = int(R[u].indices[0])
+    ids = [str(dataset.items.ids[i]) for i in (*fresh, rerated)]
+    history = _history(
+        ids, [5.0, 1.0, np.nan, 2.0, 1.0], ["rating", "rating", "view", "rating", "rating"]
+    )
     before = sm.recommend(user_id, 10)
     after = sm.recommend(user_id, 10, history)
-    exp_ids, exp_scores = _oracle(sm, item_model, u, events, 10)
-    k = sum(s == "neighbours" for s in after.sources)
-    assert after.item_ids[:k] == exp_ids[:k]
-    assert np.allclose(after.scores[:k], exp_scores[:k])
-    assert not set(after.item_ids) & {str(dataset.items.ids[i]) for i in events}
+    ratings = {fresh[0]: 5.0, fresh[1]: 1.0, fresh[3]: 2.0, rerated: 1.0}
+    exp_ids, exp_scores = _oracle(item_model, u, ratings, {fresh[2]}, 10)
+    assert after.item_ids == exp_ids and np.allclose(after.scores, exp_scores)
+    assert not set(after.item_ids) & set(ids)
     assert after.item_ids != before.item_ids
     # events already in the training data (seq <= cutoff) are not counted twice
     trained = ServingModel(item_model, events_cutoff=10)
     assert trained.recommend(user_id, 10, history).item_ids == before.item_ids
+
+
+def test_implicit_fold_in_adds_training_units() -> None:
+    """Implicit model (log1p of counts): one purchase adds one interaction to the item's
+    count, and the weighting applies to the total (log1p(count + 1)), not to each event."""
+    from llmcf.data.dataset import Dataset
+    from llmcf.ranking.events import DATASET_EVENT_WEIGHTS
+
+    rng = np.random.default_rng(2)
+    users = rng.integers(0, 30, 400)
+    items = rng.integers(0, 20, 400)
+    ds = Dataset.from_arrays(
+        [f"u{x}" for x in users], [f"i{x}" for x in items], np.ones(400),
+        duplicates="sum", feedback="implicit",
+    )  # fmt: skip
+    model = ItemKNN(k=10).fit(ds)
+    assert model.rating_scale_ is None and model.event_weights() == DATASET_EVENT_WEIGHTS
+    sm = ServingModel(model)
+    u = 3
+    R = model.train_matrix()
+    item = int(R[u].indices[0])
+    history = _history([str(ds.items.ids[item])], [np.nan], ["purchase"])
+    got = sm.recommend(str(ds.users.ids[u]), 8, history)
+    h = R[u].toarray().ravel()
+    h[item] += 1.0
+    score = model.ranking_neighbors().toarray() @ np.log1p(h)
+    seen = set(R[u].indices)
+    cand = sorted(
+        (j for j in range(len(h)) if j not in seen and score[j] > 0), key=lambda j: (-score[j], j)
+    )
+    assert got.item_ids[: len(cand[:8])] == [str(ds.items.ids[j]) for j in cand[:8]]
 
 
 def test_new_user_served_from_first_events(dataset, item_model) -> None:
@@ -87,9 +130,8 @@ def test_new_user_served_from_first_events(dataset, item_model) -> None:
     warm = sm.recommend("new-user", 5, history)
     assert not warm.was_fallback
     i3, i7 = dataset.items.index("i3"), dataset.items.index("i7")
-    exp_ids, _ = _oracle(sm, item_model, None, {i3: 5.0, i7: 1.0}, 5)
-    k = sum(s == "neighbours" for s in warm.sources)
-    assert k > 0 and warm.item_ids[:k] == exp_ids[:k]
+    exp_ids, _ = _oracle(item_model, None, {i3: 5.0, i7: 1.0}, set(), 5)
+    assert warm.item_ids == exp_ids
     assert "i3" not in warm.item_ids and "i7" not in warm.item_ids
 
 
@@ -103,30 +145,32 @@ def test_unknown_items_without_text_are_labelled(item_model) -> None:
     assert sim.sources == ["popular"] * 4
 
 
-def test_text_neighbours_for_new_items(dataset, item_model) -> None:
-    from llmcf.text.embedders import TfidfEmbedder
+def test_text_neighbours_for_new_items() -> None:
+    """A text model serves an item new to it through its text neighbours (fused similarity
+    with no co-ratings), in recommendations and in similar items."""
+    from tests.text.test_fused import TITLES, FakeEmbedder, make_dataset
 
-    words = ["red", "blue", "green", "wool", "silk", "cotton", "scarf", "hat", "glove", "sock"]
-    titles = [f"{words[k % 10]} {words[(k * 3 + 1) % 10]} item{k}" for k in range(dataset.n_items)]
-    embedder = TfidfEmbedder(dim=None).fit(titles)
-    index = TextNeighbours(embedder.embed(titles), embedder.embed)
-    sm = ServingModel(item_model, text_index=index)
+    from llmcf.text.fused import TItemKNN
+
+    ds = make_dataset()
+    model = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    sm = ServingModel(model)
     assert sm.info()["text_neighbours"]
-    text = titles[dataset.items.index("i4")]  # a new item with the same words as i4
-    sim = sm.similar("new-scarf", 3, lambda _id: text)
-    assert not sim.was_fallback and sim.sources == ["text"] * len(sim.sources)
-    assert sim.item_ids[0] == "i4"
+    text = TITLES[0]  # a new item described like m0
+    sim = sm.similar("new-thing", 3, lambda _id: text)
+    assert not sim.was_fallback and sim.sources[0] == "text"
+    assert sim.item_ids[0] == "m0"
     got = sm.recommend(
-        "new-user", 5, _history(["new-scarf"], [5.0]), lambda ids: {"new-scarf": text}
+        "new-user", 3, _history(["new-thing"], [5.0]), lambda ids: {"new-thing": text}
     )
-    assert not got.was_fallback
-    assert "text" in got.sources
-    # the neighbours of i4 (text) carry the score: i4 itself ranks first
-    assert got.item_ids[0] == "i4"
+    assert not got.was_fallback and got.sources[0] == "text"
+    nb, fused = model.text_similarities(text)
+    assert got.item_ids[0] == str(ds.items.ids[nb[0]])
+    assert got.scores[0] == pytest.approx(5.0 * fused[0])
 
 
 def test_other_models_exclude_events(dataset, user_model_dir) -> None:
-    from llmcf.persist import load_model
+    from llmcf.models import load_model
 
     model: UserKNN = load_model(user_model_dir)
     sm = ServingModel(model)
@@ -135,12 +179,10 @@ def test_other_models_exclude_events(dataset, user_model_dir) -> None:
     user_id = str(dataset.users.ids[u])
     ref = model.recommend(u, 6)
     got = sm.recommend(user_id, 6)
-    k = sum(s == "model" for s in got.sources)
-    assert got.item_ids[:k] == [str(x) for x in ref.item_ids[:k]]
+    assert got.item_ids == [str(x) for x in ref.item_ids]
     top = got.item_ids[0]
     after = sm.recommend(user_id, 6, _history([top], [1.0]))
     assert top not in after.item_ids
-    assert any("not folded into the scores" in note for note in after.notes)
     assert sm.recommend("nobody", 3).was_fallback
 
 
@@ -179,7 +221,7 @@ def test_lookup_ids_per_id() -> None:
 def test_one_ranking_serves_every_n(dataset, item_model, user_model_dir) -> None:
     """``rank(depth).take(n)`` is ``recommend(n)`` for every n <= depth: what lets the service
     keep one ranking per user (scores, sources, fallback labels and notes alike)."""
-    from llmcf.persist import load_model
+    from llmcf.models import load_model
 
     sm = ServingModel(item_model)
     cases = [(str(dataset.users.ids[u]), None) for u in range(0, dataset.n_users, 4)]
@@ -187,7 +229,7 @@ def test_one_ranking_serves_every_n(dataset, item_model, user_model_dir) -> None
         ("new-user", None),  # popularity fallback
         ("new-user", _history(["i3", "i7"], [5.0, 1.0])),  # first events
         ("new-user", _history(["brand-new"], [1.0])),  # an item unknown to the model
-        (str(dataset.users.ids[2]), _history(["i1", "i2", "i1"], [1.0, -2.0, 3.0])),
+        (str(dataset.users.ids[2]), _history(["i1", "i2", "i1"], [1.0, 2.0, 3.0])),
     ]
     for user_id, history in cases:
         ranking = sm.rank(user_id, sm.n_items, history)

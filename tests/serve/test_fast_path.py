@@ -15,7 +15,7 @@ from llmcf.serve import app as app_module
 from llmcf.serve.app import fast_recommendations_args
 from llmcf.serve.engine import ServingModel
 from llmcf.serve.state import AppState, EventUsers, HistoryCache, ServeSettings, recommend
-from llmcf.serve.store import Event, EventStore, EventWeights
+from llmcf.serve.store import Event, EventStore
 
 FAST = [
     "/v1/users/u1/recommendations",
@@ -260,7 +260,7 @@ def test_event_users(tmp_path) -> None:
 
 def test_no_stale_empty_entry_when_a_write_races(tmp_path) -> None:
     store = EventStore.open(tmp_path / "e.sqlite")
-    cache = HistoryCache(store, EventWeights(), limit=500, size=100)
+    cache = HistoryCache(store, limit=500, size=100)
 
     class Racing(EventUsers):
         def may_have_events(self, user_id: str) -> bool:

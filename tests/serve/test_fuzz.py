@@ -28,7 +28,8 @@ def _app():
     from tests.serve.conftest import small_dataset
 
     from llmcf import ItemKNN
-    from llmcf.persist import load_model, save_model
+    from llmcf.models import load_model
+    from llmcf.persist import save_model
     from llmcf.serve.app import create_app
     from llmcf.serve.engine import ServingModel
     from llmcf.serve.state import ServeSettings

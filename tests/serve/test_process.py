@@ -31,7 +31,7 @@ def test_kill9_loses_no_acknowledged_event(tmp_path, model_dir) -> None:
                     {
                         "user_id": f"user{k % 13}",
                         "item_id": f"i{k % 40}",
-                        "type": "view",
+                        "type": "purchase",
                         "event_id": e,
                     }
                     for k, e in enumerate(ids)

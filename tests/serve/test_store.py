@@ -26,13 +26,15 @@ def _exercise(store: EventStore) -> None:
     assert store.count() == 4
     assert store.event_ids() == {"e1", "e2"}
     weights = EventWeights(view=1.0, cart=3.0, purchase=5.0, rating=1.0)
-    h = store.user_history("u1", weights)
+    h = store.user_history("u1")
     assert h.item_ids.tolist() == ["i1", "i2"]
-    assert h.weights.tolist() == [1.0, 4.0]
+    assert h.types.tolist() == ["view", "rating"] and h.values[1] == 4.0
     assert h.seq[0] < h.seq[1]
     assert len(h.after(int(h.seq[0]))) == 1
-    assert store.user_history("u2", weights).weights.tolist() == [10.0]  # 5 * quantity 2
-    assert len(store.user_history("nobody", weights)) == 0
+    u2 = store.user_history("u2")
+    assert u2.types.tolist() == ["purchase"] and u2.values.tolist() == [2.0]  # quantity 2
+    assert weights.weights(u2.types, u2.values).tolist() == [10.0]
+    assert len(store.user_history("nobody")) == 0
     assert store.item_texts(["i9", "i1"]) == {"i9": "A red scarf"}
     store.add_events([Event("u4", "i9", "view", item_text="A blue scarf")])  # text updated
     assert store.item_text("i9") == "A blue scarf"
@@ -73,7 +75,7 @@ def test_postgres_store(postgres_url: str) -> None:
 def test_history_keeps_most_recent(tmp_path) -> None:
     store = EventStore.open(tmp_path / "e.sqlite")
     store.add_events([Event("u", f"i{k}", "view") for k in range(10)])
-    h = store.user_history("u", EventWeights(), limit=3)
+    h = store.user_history("u", limit=3)
     assert h.item_ids.tolist() == ["i7", "i8", "i9"]
     store.close()
 

@@ -11,8 +11,8 @@ from llmcf.cf.knn import ItemKNN, UserKNN
 from llmcf.data.dataset import Catalog, Dataset
 from llmcf.data.vocab import Vocabulary
 from llmcf.errors import ConfigError
-from llmcf.models import make_model
-from llmcf.persist import load_model, save_model
+from llmcf.models import load_model, make_model
+from llmcf.persist import save_model
 from llmcf.text.ann import text_top_k
 from llmcf.text.fused import TItemKNN, TUserKNN, fuse_similarity, rescale_text
 from llmcf.text.users import user_vectors

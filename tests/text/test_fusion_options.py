@@ -15,8 +15,8 @@ from tests.text.test_fused import RATINGS, TITLES, VECTORS, FakeEmbedder, make_d
 from llmcf.cf.baselines import BaselineConfig, fit_baselines
 from llmcf.cf.knn import ItemKNN, KNNConfig, UserKNN
 from llmcf.errors import ConfigError
-from llmcf.models import make_model
-from llmcf.persist import load_model, save_model
+from llmcf.models import load_model, make_model
+from llmcf.persist import save_model
 from llmcf.text.ann import text_top_k
 from llmcf.text.fused import AMPLIFY_GRID, TItemKNN, TUserKNN, fuse_similarity
 from llmcf.text.priors import text_prior_baselines, text_prior_weights

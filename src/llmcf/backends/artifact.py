@@ -150,7 +150,7 @@ class NeighborArtifact:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``manifest.json`` + ``arrays.npz`` into the folder ``path``; returns it."""
         from llmcf import __version__
-        from llmcf.persist import _digest
+        from llmcf.persist import digest as _digest
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)

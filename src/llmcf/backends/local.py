@@ -39,6 +39,7 @@ from llmcf.backends.artifact import (
 from llmcf.data.dataset import Dataset
 from llmcf.data.vocab import Vocabulary
 from llmcf.errors import ConfigError, DataError
+from llmcf.ranking.lists import Recommendations
 
 PathLike = str | os.PathLike[str]
 
@@ -255,7 +256,7 @@ def text_neighbor_table(
     """
     import pandas as pd
 
-    from llmcf.cf.topn import top_n_rows
+    from llmcf.ranking import top_n_rows
 
     emb = np.asarray(embeddings, dtype=np.float64)
     n = emb.shape[0]
@@ -361,131 +362,58 @@ def build_neighbors(
     )
 
 
-@dataclass
-class BatchRecommendations:
-    """Top-N for every user of an artifact (rows follow ``artifact.users``).
-
-    ``items`` (n_users, n) int32, -1 padded; ``scores`` float64 (CF score, or popularity for
-    filled slots; NaN in padding); ``from_cf`` (n_users, n) bool; ``was_fallback`` (n_users,).
-    """
-
-    items: np.ndarray
-    scores: np.ndarray
-    from_cf: np.ndarray
-    was_fallback: np.ndarray
-
-
-def _check_k(artifact: NeighborArtifact, k: int | None) -> int:
-    k = artifact.n_neighbors if k is None else int(k)
-    if not 1 <= k <= artifact.n_neighbors:
-        raise ConfigError(f"k must be in 1..{artifact.n_neighbors} (stored neighbours), got {k}")
-    return k
-
-
-def _interactions_for(
-    artifact: NeighborArtifact, source: Any, columns: dict[str, str] | None
-) -> Interactions:
-    data = load_interactions(source, columns=columns)
-    if data.users != artifact.users or data.items != artifact.items:
-        raise ConfigError(
-            "the interactions do not have the artifact's vocabularies "
-            f"({len(data.users)} users / {len(data.items)} items vs {len(artifact.users)} / "
-            f"{len(artifact.items)}); recommend from the data the artifact was built on"
-        )
-    return data
-
-
-def recommend_all(
-    artifact: NeighborArtifact,
-    source: PathLike | Dataset | Interactions,
-    n: int = 10,
-    *,
-    k: int | None = None,
-    block_size: int = 256,
-    columns: dict[str, str] | None = None,
-    progress: bool = False,
-) -> BatchRecommendations:
-    """Top-``n`` for every user (formulas and fill rule in the module docstring).
-
-    Memory: ``block_size x n_items`` float64 per block.
-    """
-    import scipy.sparse as sp
-    from tqdm.auto import tqdm
-
-    from llmcf.cf.topn import top_n_rows
-
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
-    k = _check_k(artifact, k)
-    data = _interactions_for(artifact, source, columns)
-    n_users, n_items = len(data.users), len(data.items)
-    R = sp.csr_matrix((data.rating, (data.user_idx, data.item_idx)), shape=(n_users, n_items))
-    R.sum_duplicates()
-    S = artifact.to_csr(k)
-    S_t = S.T.tocsr() if artifact.kind == "item" else None
-    pop = np.bincount(data.item_idx, minlength=n_items)
-    pop_order = np.lexsort((np.arange(n_items), -pop))
-    out_items = np.full((n_users, n), -1, dtype=np.int32)
-    out_scores = np.full((n_users, n), np.nan)
-    out_cf = np.zeros((n_users, n), dtype=bool)
-    fallback = np.zeros(n_users, dtype=bool)
-    starts = range(0, n_users, block_size)
-    for start in tqdm(starts, desc="recommend", unit="block", disable=not progress):
-        users = np.arange(start, min(start + block_size, n_users))
-        if artifact.kind == "item":
-            assert S_t is not None
-            block = (R[users] @ S_t).toarray()
-        else:
-            block = (S[users] @ R).toarray()
-        fallback[users] = ~(block > 0).any(axis=1)
-        seen = R[users]
-        rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-        block[rows, seen.indices] = -np.inf
-        block[~(block > 0)] = -np.inf
-        idx, vals = top_n_rows(block, n)
-        listed = idx >= 0
-        out_items[users] = idx
-        out_scores[users] = np.where(listed, vals, np.nan)
-        out_cf[users] = listed
-        for r in np.flatnonzero(listed.sum(axis=1) < n):
-            u = users[r]
-            m = int(listed[r].sum())
-            exclude = np.concatenate(
-                [seen.indices[seen.indptr[r] : seen.indptr[r + 1]], idx[r, :m]]
-            )
-            cand = pop_order[: n + len(exclude)]
-            cand = cand[~np.isin(cand, exclude)][: n - m]
-            out_items[u, m : m + len(cand)] = cand
-            out_scores[u, m : m + len(cand)] = pop[cand]
-    return BatchRecommendations(out_items, out_scores, out_cf, fallback)
-
-
-def recommendations_frame(artifact: NeighborArtifact, recs: BatchRecommendations) -> Any:
-    """Long table: ``user_id``, ``rank`` (1-based), ``item_id``, ``score``, ``from_cf``,
-    ``was_fallback``; sorted by user index then rank."""
+def recommendations_frame(model: Any, recs: Recommendations, users: np.ndarray) -> Any:
+    """Long table of batch lists: ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``,
+    ``source`` and ``was_fallback``; sorted by user index then rank."""
     import pandas as pd
 
+    from llmcf.ranking.lists import SOURCES
+
     keep = recs.items >= 0
-    user_rows, rank = np.nonzero(keep)
+    rows, rank = np.nonzero(keep)
+    sources = np.asarray(SOURCES)[recs.sources[keep]] if recs.sources is not None else "model"
     return pd.DataFrame(
         {
-            "user_id": artifact.users.external(user_rows),
+            "user_id": model.users_.ids[users[rows]],
             "rank": (rank + 1).astype(np.int32),
-            "item_id": artifact.items.external(recs.items[keep]),
+            "item_id": model.items_.ids[recs.items[keep]],
             "score": recs.scores[keep],
-            "from_cf": recs.from_cf[keep],
-            "was_fallback": recs.was_fallback[user_rows],
+            "source": sources,
+            "was_fallback": recs.was_fallback[rows],
         }
     )
 
 
-def write_recommendations(
-    path: PathLike, artifact: NeighborArtifact, recs: BatchRecommendations
-) -> Path:
-    """Write :func:`recommendations_frame` to one Parquet file; returns the path."""
+def recommend_all(model: Any, n: int = 10, *, progress: bool = False) -> Any:
+    """Top-``n`` of every training user of a fitted model through the one ranking path
+    (:func:`llmcf.ranking.path.rank`), as :func:`recommendations_frame`."""
+    from tqdm.auto import tqdm
+
+    from llmcf.ranking.path import check_n, rank
+
+    n = check_n(n)
+    users = np.arange(len(model.users_), dtype=np.int64)
+    step = max(1, min(2048, (1 << 24) // max(len(model.items_), 1)))
+    frames = []
+    for start in tqdm(
+        range(0, len(users), step), desc="recommend", unit="block", disable=not progress
+    ):
+        block = users[start : start + step]
+        frames.append(recommendations_frame(model, rank(model, n, users=block), block))
+    import pandas as pd
+
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else recommendations_frame(model, rank(model, n, users=users[:0]), users[:0])
+    )
+
+
+def write_recommendations(path: PathLike, frame: Any) -> Path:
+    """Write a :func:`recommendations_frame` to one Parquet file; returns the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    recommendations_frame(artifact, recs).to_parquet(out, index=False)
+    frame.to_parquet(out, index=False)
     return out
 
 

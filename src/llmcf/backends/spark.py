@@ -575,133 +575,74 @@ def build_neighbors_many(
 
 
 # ---------------------------------------------------------------------------- top-N
+_MODELS: dict[str, Any] = {}  # per Python worker: loaded model folders
+
+
+def _rank_blocks(model_dir: str, n: int, starts: Any, step: int) -> Any:
+    """Rows of the lists of the user blocks starting at ``starts`` (runs on the executors)."""
+    from llmcf.backends.local import recommendations_frame
+    from llmcf.models import load_model
+    from llmcf.ranking.path import rank
+
+    model = _MODELS.get(model_dir)
+    if model is None:
+        model = _MODELS[model_dir] = load_model(model_dir)
+    n_users = len(model.users_)
+    for start in starts:
+        users = np.arange(start, min(start + step, n_users), dtype=np.int64)
+        frame = recommendations_frame(model, rank(model, n, users=users), users)
+        for row in frame.itertuples(index=False):
+            yield (
+                str(row.user_id),
+                int(row.rank),
+                str(row.item_id),
+                float(row.score),
+                str(row.source),
+                bool(row.was_fallback),
+            )
+
+
 def recommend_all(
-    artifact: NeighborArtifact,
-    source: PathLike | Dataset,
+    model_dir: PathLike,
     out: PathLike,
     n: int = 10,
     *,
-    k: int | None = None,
     spark: SparkSession | None = None,
     master: str | None = None,
-    columns: dict[str, str] | None = None,
+    block_size: int = 256,
 ) -> Path:
-    """Write top-``n`` for every user to the Parquet folder ``out`` (same rules and columns as
-    :func:`llmcf.backends.local.recommend_all` / ``recommendations_frame``); returns ``out``.
+    """Write top-``n`` of every user of the saved model in ``model_dir`` to the Parquet folder
+    ``out``, computed on the executors; returns ``out``.
 
-    Plan: neighbours (first k per row) join the interactions on the shared entity, scores are
-    summed per (user, item) and ranked with a window per user; users with fewer than n
-    positive unseen scores get their free slots from the popularity ranking (exploded only
-    up to n + deg(u) ranks per such user).
+    Each task loads the model folder (it must be readable by the executors: a local path with
+    a ``local[*]`` master, shared storage on a cluster) and ranks blocks of ``block_size``
+    users through the one ranking path (:func:`llmcf.ranking.path.rank`), so the lists are
+    those of ``model.recommend`` and of the service. Columns as
+    :func:`llmcf.backends.local.recommendations_frame`; ``user_id`` and ``item_id`` as text.
     """
-    import pandas as pd
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
-    from llmcf.backends.local import _check_k
+    from llmcf.models import load_model
+    from llmcf.ranking.path import check_n
 
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
-    k = _check_k(artifact, k)
+    n = check_n(n)
+    folder = str(Path(model_dir).resolve())
+    n_users = len(load_model(folder).users_)
     spark = spark or get_spark(master)
-    raw = read_interactions(spark, source, columns=columns)
-    users, items, R, user_map, item_map = index_interactions(spark, raw)
-    if users != artifact.users or items != artifact.items:
-        raise ConfigError(
-            "the interactions do not have the artifact's vocabularies "
-            f"({len(users)} users / {len(items)} items vs {len(artifact.users)} / "
-            f"{len(artifact.items)}); recommend from the data the artifact was built on"
-        )
-    R = R.persist()
-    keep = artifact.nbr_idx[:, :k] >= 0
-    rows = np.repeat(np.arange(keep.shape[0], dtype=np.int64), keep.sum(axis=1))
-    nb = spark.createDataFrame(
-        pd.DataFrame(
-            {
-                "x": rows,
-                "nbr": artifact.nbr_idx[:, :k][keep].astype(np.int64),
-                "sim": artifact.nbr_sim[:, :k][keep],
-            }
-        )
+    starts = list(range(0, n_users, block_size))
+    slices = max(1, min(len(starts), spark.sparkContext.defaultParallelism * 4))
+    rdd = spark.sparkContext.parallelize(starts, slices).mapPartitions(
+        lambda part: _rank_blocks(folder, n, part, block_size)
     )
-    if artifact.kind == "item":
-        # score(u, j) = sum_i R[u, i] S_k[j, i]
-        scored = R.join(nb.withColumnRenamed("nbr", "i"), "i").select(
-            "u", F.col("x").alias("j"), (F.col("r") * F.col("sim")).alias("s")
-        )
-    else:
-        # score(u, j) = sum_v S_k[u, v] R[v, j]
-        scored = (
-            nb.select(F.col("x").alias("u"), F.col("nbr").alias("v"), "sim")
-            .join(R.select(F.col("u").alias("v"), F.col("i").alias("j"), "r"), "v")
-            .select("u", "j", (F.col("sim") * F.col("r")).alias("s"))
-        )
-    scores = scored.groupBy("u", "j").agg(F.sum("s").alias("score")).where(F.col("score") > 0.0)
-    seen = R.select("u", F.col("i").alias("j"))
-    by_user = Window.partitionBy("u").orderBy(F.col("score").desc(), F.col("j").asc())
-    cf_list = (
-        scores.join(seen, ["u", "j"], "left_anti")
-        .withColumn("rank", F.row_number().over(by_user))
-        .where(F.col("rank") <= n)
-        .select("u", "rank", "j", "score", F.lit(True).alias("from_cf"))
-        .persist()
+    schema = T.StructType(
+        [
+            T.StructField("user_id", T.StringType(), False),
+            T.StructField("rank", T.IntegerType(), False),
+            T.StructField("item_id", T.StringType(), False),
+            T.StructField("score", T.DoubleType(), False),
+            T.StructField("source", T.StringType(), False),
+            T.StructField("was_fallback", T.BooleanType(), False),
+        ]
     )
-    positive = scores.select("u").distinct().withColumn("has_cf", F.lit(True))
-    listed = cf_list.groupBy("u").agg(F.count(F.lit(1)).alias("m"))
-    degree = R.groupBy("u").agg(F.count(F.lit(1)).alias("deg"))
-    counts: Any = R.groupBy("i").count().toPandas()  # n_items rows to the driver
-    pop = np.zeros(len(items), dtype=np.int64)
-    pop[counts["i"].to_numpy(np.int64)] = counts["count"].to_numpy(np.int64)
-    pop_order = np.lexsort((np.arange(len(items)), -pop))
-    pop_df = spark.createDataFrame(
-        pd.DataFrame(
-            {
-                "pop_rank": np.arange(len(items), dtype=np.int64),
-                "j": pop_order.astype(np.int64),
-                "pop": pop[pop_order].astype(np.float64),
-            }
-        )
-    )
-    needy = (
-        degree.join(listed, "u", "left")
-        .select("u", "deg", F.coalesce(F.col("m"), F.lit(0)).cast("long").alias("m"))
-        .where(F.col("m") < n)
-    )
-    limit = F.least(F.lit(n) + F.col("deg"), F.lit(len(items))).cast("long")
-    fill_window = Window.partitionBy("u").orderBy("pop_rank")
-    fill = (
-        needy.select(
-            "u", "m", F.explode(F.sequence(F.lit(0).cast("long"), limit - 1)).alias("pop_rank")
-        )
-        .join(_maybe_broadcast(pop_df, len(items)), "pop_rank")
-        .join(seen, ["u", "j"], "left_anti")
-        .join(cf_list.select("u", "j"), ["u", "j"], "left_anti")
-        .withColumn("fill_rank", F.row_number().over(fill_window))
-        .where(F.col("fill_rank") <= F.lit(n) - F.col("m"))
-        .select(
-            "u",
-            (F.col("m") + F.col("fill_rank")).cast("int").alias("rank"),
-            "j",
-            F.col("pop").alias("score"),
-            F.lit(False).alias("from_cf"),
-        )
-    )
-    result = (
-        cf_list.select("u", F.col("rank").cast("int").alias("rank"), "j", "score", "from_cf")
-        .unionByName(fill)
-        .join(positive, "u", "left")
-        .join(_maybe_broadcast(user_map.withColumnRenamed("idx", "u"), len(users)), "u")
-        .join(_maybe_broadcast(item_map.withColumnRenamed("idx", "j"), len(items)), "j")
-        .select(
-            "user_id",
-            "rank",
-            "item_id",
-            "score",
-            "from_cf",
-            F.col("has_cf").isNull().alias("was_fallback"),
-        )
-    )
-    result.write.mode("overwrite").parquet(str(out))
-    cf_list.unpersist()
-    R.unpersist()
+    spark.createDataFrame(rdd, schema).write.mode("overwrite").parquet(str(out))
     return Path(out)

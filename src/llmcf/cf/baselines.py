@@ -15,15 +15,18 @@ Users and items without training ratings keep a bias of 0.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from llmcf.base import Model
 from llmcf.cf import _kernels
-from llmcf.cf.topn import TopNMixin
 from llmcf.data.dataset import Dataset
-from llmcf.errors import ConfigError, NotFittedError
+from llmcf.errors import ConfigError
+from llmcf.ranking.lists import SOURCE_POPULAR
+from llmcf.ranking.path import Histories
+from llmcf.registry import register
 
 
 @dataclass(frozen=True)
@@ -94,98 +97,33 @@ def fit_baselines(
     return mu, bu, bi
 
 
-class _RatingModel(TopNMixin):
-    """Shared plumbing of rating predictors: vocabularies, clipping, fallbacks, persistence."""
+@register("baseline")
+class BaselineOnly(Model):
+    """Predicts ``mu + b_u + b_i`` (scikit-surprise's BaselineOnly), clipped to the rating scale.
 
-    name = "model"
-    mu_: float | None = None
-    users_: Any
-    items_: Any
-    rating_scale_: tuple[float, float] | None = None
-
-    def __init__(self) -> None:
-        self.fit_seconds_: float | None = None
-
-    def _check_fitted(self) -> None:
-        if getattr(self, "mu_", None) is None:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(dataset) first")
-
-    def _clip(self, est: np.ndarray) -> np.ndarray:
-        scale = getattr(self, "rating_scale_", None)
-        if scale is None:
-            return est
-        return np.clip(est, scale[0], scale[1])
-
-    def _keep_interactions(self, dataset: Dataset) -> None:
-        self.user_idx_ = dataset.user_idx
-        self.item_idx_ = dataset.item_idx
-        self.rating_ = dataset.rating
-
-    def predict_ids(self, user_ids: object, item_ids: object) -> np.ndarray:
-        """Predictions for external ids; unknown ids get the model's fallback."""
-        self._check_fitted()
-        users = self.users_.lookup(user_ids, missing="negative")  # type: ignore[attr-defined]
-        items = self.items_.lookup(item_ids, missing="negative")  # type: ignore[attr-defined]
-        return self.predict(users, items)
-
-    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        return self.predict_detailed(user_idx, item_idx)[0]
-
-    def predict_detailed(
-        self, user_idx: np.ndarray, item_idx: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = getattr(self, "config", None)
-        return asdict(cfg) if cfg is not None else {}
-
-    def save(self, path: str) -> None:
-        """Write the model to folder ``path`` (manifest.json + arrays.npz, no pickle)."""
-        from llmcf.persist import save_model
-
-        save_model(self, path)
-
-    @classmethod
-    def load(cls, path: str) -> Any:
-        """Load a model saved with :meth:`save`; checks that it is of this class."""
-        from llmcf.errors import ModelLoadError
-        from llmcf.persist import load_model
-
-        model = load_model(path)
-        if not isinstance(model, cls):
-            raise ModelLoadError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def _state(self) -> dict[str, Any]:
-        return {"mu": self.mu_, "rating_scale": getattr(self, "rating_scale_", None)}
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_idx": self.user_idx_, "item_idx": self.item_idx_, "rating": self.rating_}
-
-    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
-        self.mu_ = float(state["mu"])
-        scale = state.get("rating_scale")
-        self.rating_scale_ = None if scale is None else (float(scale[0]), float(scale[1]))
-        for name, value in arrays.items():
-            setattr(self, name + "_", value)
-
-
-class BaselineOnly(_RatingModel):
-    """Predicts ``mu + b_u + b_i`` (scikit-surprise's BaselineOnly), clipped to the rating scale."""
-
-    name = "baseline"
+    Top-N: ``score(u, j) = b_j`` for every item with training interactions (the order of
+    mu + b_u + b_j), the same for every user with a history.
+    """
 
     def __init__(self, config: BaselineConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.config = config or BaselineConfig(**kwargs)
         self.mu_ = None
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> BaselineOnly:
+        """Build from command-line options; those that are not baseline options are ignored."""
+        keys = {
+            "baseline_method": "method",
+            "baseline_epochs": "n_epochs",
+            "reg_u": "reg_u",
+            "reg_i": "reg_i",
+        }
+        return cls(**{keys[k]: v for k, v in options.items() if k in keys})
+
     def fit(self, dataset: Dataset) -> BaselineOnly:
         t0 = time.perf_counter()
-        self.users_ = dataset.users
-        self.items_ = dataset.items
-        self.rating_scale_ = dataset.rating_scale
+        self._begin_fit(dataset)
         self.mu_, self.bu_, self.bi_ = fit_baselines(
             dataset.user_idx,
             dataset.item_idx,
@@ -196,14 +134,14 @@ class BaselineOnly(_RatingModel):
         )
         self.user_known_ = dataset.user_counts() > 0
         self.item_known_ = dataset.item_counts() > 0
-        self._keep_interactions(dataset)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def _score_block(self, users: np.ndarray) -> np.ndarray:
-        # b_j ranks items for every user; shift so that every known item scores > 0
-        scores = np.where(self.item_known_, self.bi_ - self.bi_.min() + 1.0, 0.0)
-        return np.tile(scores, (len(users), 1))
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
+        scores = np.where(self.item_known_, self.bi_, -np.inf)
+        out = np.tile(scores, (len(h), 1))
+        out[~h.has_history()] = -np.inf
+        return out, None
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -231,26 +169,35 @@ class BaselineOnly(_RatingModel):
         return self._clip(est), ~(ku & ki)
 
 
-class GlobalMean(_RatingModel):
-    """Predicts the mean training rating for every pair (the floor every model must beat)."""
+@register("global-mean")
+class GlobalMean(Model):
+    """Predicts the mean training rating for every pair (the floor every model must beat).
 
-    name = "global-mean"
+    Top-N: the most popular items (number of training interactions), source ``popular``.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.config = None
         self.mu_ = None
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> GlobalMean:
+        """GlobalMean has no options; every option is ignored."""
+        return cls()
+
     def fit(self, dataset: Dataset) -> GlobalMean:
-        self.users_ = dataset.users
-        self.items_ = dataset.items
-        self.rating_scale_ = dataset.rating_scale
+        self._begin_fit(dataset)
         self.mu_ = dataset.global_mean()
-        self._keep_interactions(dataset)
         return self
 
-    def _score_block(self, users: np.ndarray) -> np.ndarray:
-        return np.tile(self._popularity(), (len(users), 1))
+    def ranking_source(self) -> str:
+        return SOURCE_POPULAR
+
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
+        out = np.tile(self.popularity(), (len(h), 1))
+        out[~h.has_history()] = -np.inf
+        return out, None
 
     def predict_detailed(
         self, user_idx: np.ndarray, item_idx: np.ndarray

@@ -44,17 +44,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from llmcf.base import Model
 from llmcf.cf import _kernels
-from llmcf.cf.baselines import BaselineConfig, _RatingModel, fit_baselines
+from llmcf.cf.baselines import BaselineConfig, fit_baselines
 from llmcf.cf.similarity import (
     EntryContext,
     EntryLayout,
     compute_similarities,
     get_similarity,
 )
-from llmcf.cf.topn import TopNMixin, top_n_rows
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.ranking.config import lists_to_csr, neighbour_rows, weigh_rows
+from llmcf.ranking.lists import SOURCE_NEIGHBOURS, top_n_rows
+from llmcf.ranking.path import Histories
+from llmcf.registry import register
 
 PREDICTION_RULES = ("basic", "mean", "zscore", "baseline")
 
@@ -114,7 +118,7 @@ class KNNConfig:
         )
 
 
-class _KNN(_RatingModel, TopNMixin):
+class _KNN(Model):
     user_based: bool = True
     sim_: np.ndarray | None = None
     nbr_idx_: np.ndarray | None = None
@@ -127,18 +131,18 @@ class _KNN(_RatingModel, TopNMixin):
         self.config = config or KNNConfig.from_dict(kwargs)
         self.mu_ = None
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> _KNN:
+        """Build from command-line options (validated by :class:`KNNConfig`)."""
+        return cls(KNNConfig.from_dict(options))
+
     # ------------------------------------------------------------------ fit
     def fit(self, dataset: Dataset, *, progress: bool = False) -> _KNN:
         """Learn biases, means and neighbour similarities from ``dataset``; returns ``self``."""
         cfg = self.config
         t0 = time.perf_counter()
         _kernels.set_threads(cfg.threads)
-        self.users_ = dataset.users
-        self.items_ = dataset.items
-        self.rating_scale_ = dataset.rating_scale
-        self.user_idx_ = dataset.user_idx
-        self.item_idx_ = dataset.item_idx
-        self.rating_ = dataset.rating
+        self._begin_fit(dataset)
         n_u, n_i = dataset.n_users, dataset.n_items
         r = dataset.rating
         self.mu_ = float(np.mean(r)) if len(r) else 0.0
@@ -343,38 +347,88 @@ class _KNN(_RatingModel, TopNMixin):
 
     def neighbor_matrix(self, k: int | None = None) -> Any:
         """CSR (n_x, n_x): row x holds the ``k`` (default config k) most similar x' with sim > 0."""
-        import scipy.sparse as sp
-
         self._check_fitted()
         k = k or self.config.k
-        cached = getattr(self, "_nbr_csr", None)
-        if cached is not None and cached[0] == k:
-            return cached[1]
-        if self.sim_ is not None:
-            sims = self.sim_.copy()
-            np.fill_diagonal(sims, -np.inf)
-            sims[sims <= 0] = -np.inf
-            idx, vals = top_n_rows(sims, k)
-        else:
-            assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
-            idx, vals = self.nbr_idx_[:, :k], self.nbr_sim_[:, :k]
-        n_x = idx.shape[0]
-        keep = idx >= 0
-        rows = np.repeat(np.arange(n_x), keep.sum(axis=1))
-        mat = sp.csr_matrix((vals[keep], (rows, idx[keep])), shape=(n_x, n_x))
-        self._nbr_csr = (k, mat)
-        return mat
 
-    def _score_block(self, users: np.ndarray) -> np.ndarray:
-        R = self._train_matrix()
-        N = self.neighbor_matrix()
-        if self.user_based:
-            return np.asarray((N[users] @ R).todense())
-        return np.asarray((R[users] @ N.T).todense())
+        def build() -> Any:
+            if self.sim_ is not None:
+                sims = self.sim_.copy()
+                np.fill_diagonal(sims, -np.inf)
+                sims[sims <= 0] = -np.inf
+                idx, vals = top_n_rows(sims, k)
+            else:
+                assert self.nbr_idx_ is not None and self.nbr_sim_ is not None
+                idx, vals = self.nbr_idx_[:, :k], self.nbr_sim_[:, :k]
+            return lists_to_csr(idx, vals, idx.shape[0])
+
+        return self._cache(f"neighbor_matrix:{k}", build)
+
+    # ------------------------------------------------------------------ top-N scores
+    def ranking_source(self) -> str:
+        return SOURCE_NEIGHBOURS
+
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, np.ndarray | None]:
+        """Top-N scores of history rows (formulas in docs/algorithms.md, "Top-N"):
+
+        ==============  ======================================================================
+        item, implicit  score(j) = sum_i W_h[i] * S_k[j, i]   (S_k: ranking similarity on W)
+        item, model     score(j) = sum_i h[i] * N_k[j, i]     (N_k: the model's k neighbours)
+        user, implicit  score(j) = sum_{v in N_k(h)} sim(h, v) W[v, j], the neighbours of the
+                        history W_h computed on the fly (the ranking similarity against every
+                        training user, the user itself excluded)
+        user, model     score(j) = sum_v N_k[u, v] * R[v, j]  (training users only)
+        ==============  ======================================================================
+
+        with h the history values and W_h their ranking weights. Items reached by no neighbour
+        (score <= 0) have no score (-inf). Text rows add their text neighbours
+        (:meth:`_text_scores`).
+        """
+        scoring = self.ranking_scoring()
+        cfg = self.ranking
+        explicit = self.rating_scale_ is not None
+        if not self.user_based:
+            if scoring == "implicit":
+                Wh = weigh_rows(h.values, cfg.weighting, explicit=explicit)
+                scores = np.asarray((Wh @ self.ranking_neighbors().T).todense())
+            else:
+                scores = np.asarray((h.values @ self.neighbor_matrix().T).todense())
+        elif scoring == "implicit":
+            W = self.weight_matrix()
+            Wh = weigh_rows(h.values, cfg.weighting, explicit=explicit)
+            row_sq = self._cache(
+                "weight_row_sq", lambda: np.asarray(W.multiply(W).sum(axis=1)).ravel()
+            )
+            idx, sim = neighbour_rows(
+                Wh,
+                W,
+                cfg.user_neighbors,
+                alpha=cfg.alpha,
+                shrinkage=cfg.shrinkage,
+                exclude=h.users,
+                rows_sq=row_sq,
+            )
+            scores = np.asarray((lists_to_csr(idx, sim, W.shape[0]) @ W).todense())
+        else:
+            known = h.users >= 0
+            N = self.neighbor_matrix()[np.where(known, h.users, 0)]
+            scores = np.asarray((N @ self.train_matrix()).todense())
+            scores[~known] = 0.0
+        text_only = None
+        if h.text_rows:
+            text = self._text_scores(h)
+            if text is not None:
+                text_only = (scores <= 0) & (text > 0)
+                scores = scores + text
+        scores[~(scores > 0)] = -np.inf
+        return scores, text_only
+
+    def _text_scores(self, h: Histories) -> np.ndarray | None:
+        """Scores of the text rows (items unknown to the model); plain kNN has no text."""
+        return None
 
     def _item_neighbors(self, item_idx: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.user_based:
-            return TopNMixin._item_neighbors(self, item_idx, n)
+            return Model._item_neighbors(self, item_idx, n)
         return self.neighbors(item_idx, n)
 
     # ------------------------------------------------------------------ persistence
@@ -399,9 +453,7 @@ class _KNN(_RatingModel, TopNMixin):
         return arrays
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
-        self.mu_ = float(state["mu"])
-        scale = state.get("rating_scale")
-        self.rating_scale_ = None if scale is None else (float(scale[0]), float(scale[1]))
+        self._restore_common(state)
         self.user_idx_ = arrays["user_idx"]
         self.item_idx_ = arrays["item_idx"]
         self.rating_ = arrays["rating"]
@@ -412,24 +464,53 @@ class _KNN(_RatingModel, TopNMixin):
         self.dense_ = self.sim_ is not None
         self.nbr_idx_ = arrays.get("nbr_idx")
         self.nbr_sim_ = arrays.get("nbr_sim")
+        self._check_restored()
         self._prepare()
 
-    def _state(self) -> dict[str, Any]:
-        return {"mu": self.mu_, "rating_scale": self.rating_scale_}
+    def _check_restored(self) -> None:
+        super()._check_restored()
+        n_x = len(self.users_) if self.user_based else len(self.items_)
+        for name, a, size in (
+            ("bu", self.bu_, len(self.users_)),
+            ("bi", self.bi_, len(self.items_)),
+        ):
+            if a.shape != (size,):
+                raise ValueError(f"{name} has shape {a.shape}, expected ({size},)")
+        for name, a in (("x_means", self.x_means_), ("x_sigmas", self.x_sigmas_)):
+            if a.shape != (n_x,):
+                raise ValueError(f"{name} has shape {a.shape}, expected ({n_x},)")
+        if self.user_known_.shape != (len(self.users_),) or self.item_known_.shape != (
+            len(self.items_),
+        ):
+            raise ValueError("user_known/item_known do not match the vocabularies")
+        if self.sim_ is not None:
+            if self.sim_.shape != (n_x, n_x):
+                raise ValueError(f"sim has shape {self.sim_.shape}, expected ({n_x}, {n_x})")
+        elif self.nbr_idx_ is None or self.nbr_sim_ is None:
+            raise ValueError("neither sim nor nbr_idx/nbr_sim")
+        else:
+            if self.nbr_idx_.shape[0] != n_x or self.nbr_idx_.shape != self.nbr_sim_.shape:
+                raise ValueError(
+                    f"neighbour lists of shape {self.nbr_idx_.shape} for {n_x} entities"
+                )
+            if self.nbr_idx_.size and (self.nbr_idx_.min() < -1 or self.nbr_idx_.max() >= n_x):
+                raise ValueError("neighbour indices out of range")
 
     def get_config(self) -> dict[str, Any]:
         return asdict(self.config)
 
 
+@register("user-knn")
 class UserKNN(_KNN):
     """User-based kNN: neighbours are users who rated the item (see module docstring)."""
 
-    name = "user-knn"
     user_based = True
+    auto_scoring = "implicit"
 
 
+@register("item-knn")
 class ItemKNN(_KNN):
     """Item-based kNN: neighbours are items the user rated (see module docstring)."""
 
-    name = "item-knn"
     user_based = False
+    auto_scoring = "implicit"

@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from llmcf.serve.engine import RankedItems, ServingModel, TextNeighbours
+from llmcf.serve.engine import RankedItems, ServingModel
 from llmcf.serve.schemas import ID_PATTERN, MAX_ID_LENGTH, MAX_N
 from llmcf.serve.state import AppState, ServeSettings, load_serving_model, recommend
 from llmcf.serve.store import EventStore
@@ -252,7 +252,6 @@ def create_app(
     *,
     model: ServingModel | None = None,
     store: EventStore | None = None,
-    text_index: TextNeighbours | None = None,
     reranker: Any = None,
 ) -> Any:
     """Build the service. ``model``/``store`` override ``settings.model_dir``/``events_db``.
@@ -272,7 +271,6 @@ def create_app(
     settings = settings or ServeSettings()
     store = store or EventStore.open(settings.events_db)
     state = AppState(settings, store)
-    state.text_index = text_index  # type: ignore[attr-defined]
     state.reranker = reranker  # type: ignore[attr-defined]
     if model is not None:
         state.set_model(model)
@@ -352,9 +350,7 @@ async def _load_initial(state: AppState) -> None:
     assert model_dir is not None
     t0 = time.perf_counter()
     try:
-        model = await asyncio.to_thread(
-            load_serving_model, model_dir, getattr(state, "text_index", None)
-        )
+        model = await asyncio.to_thread(load_serving_model, model_dir)
     except Exception as exc:  # reported by /readyz; the server keeps answering
         state.load_error = f"{type(exc).__name__}: {exc}"
         state.metrics.reloads.labels("error").inc()

@@ -247,6 +247,23 @@ def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
     return s.EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
 
 
+@router.put(
+    "/v1/items/{item_id}",
+    response_model=s.ItemTextOut,
+    tags=["events"],
+    dependencies=[Authorized],
+    responses={**AUTH_ERRORS, 422: ERRORS[422]},
+)
+def put_item(item_id: ItemIdPath, body: s.ItemTextIn, state: State, model: Model) -> s.ItemTextOut:
+    """Store an item's text. An item new to a text model is then recommended through its
+    text neighbours to users who interact with it, and ``/v1/items/{id}/similar`` lists its
+    text neighbours."""
+    state.store.put_item_text(item_id, body.text)
+    state.history.clear()  # rankings that folded in the item's previous text
+    known = bool(model.item_index([item_id])[0] >= 0)
+    return s.ItemTextOut(item_id=item_id, known_to_model=known, text_neighbours=model.text)
+
+
 @router.post(
     "/v1/admin/reload",
     response_model=s.ReloadOut,
@@ -271,7 +288,7 @@ def reload(state: State, body: s.ReloadIn | None = None) -> s.ReloadOut:
     try:
         t0 = time.perf_counter()
         try:
-            model = load_serving_model(Path(target), getattr(state, "text_index", None))
+            model = load_serving_model(Path(target))
         except (LlmcfError, OSError, ValueError, KeyError) as exc:
             state.metrics.reloads.labels("error").inc()
             raise HTTPException(

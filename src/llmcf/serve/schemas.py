@@ -61,6 +61,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ItemTextIn(_Strict):
+    """The catalog text of an item (e.g. a new product's title and description)."""
+
+    text: str = Field(min_length=1, max_length=20_000)
+
+
+class ItemTextOut(BaseModel):
+    item_id: str
+    known_to_model: bool
+    text_neighbours: bool = Field(
+        description="whether the loaded model serves this item through its text neighbours "
+        "(text models; plain CF only knows items from their interactions)"
+    )
+
+
 class EventIn(_Strict):
     """One user event. ``value``: the rating of a ``rating`` event (required there), or a
     multiplier of the type's weight (e.g. a quantity) for the other types."""

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llmcf.serve.engine import RankedItems, Ranking, ServingModel
-from llmcf.serve.store import EventStore, EventWeights, UserHistory
+from llmcf.serve.store import EventStore, UserHistory
 
-CUTOFF_FILE = "events_cutoff.json"
 T = TypeVar("T")
 
 
@@ -40,7 +39,6 @@ class ServeSettings:
     api_key: str | None = field(default_factory=lambda: os.environ.get("LLMCF_API_KEY") or None)
     max_body_bytes: int = 1_000_000
     cors_origins: tuple[str, ...] = ()
-    event_weights: EventWeights = field(default_factory=EventWeights)
     history_limit: int = 500  # most recent events per user folded in
     cache_users: int = 100_000  # users whose recent events (and rankings) are kept in memory
     #: length of the kept rankings (a request for more computes and keeps a longer one);
@@ -128,8 +126,8 @@ class HistoryCache:
     acknowledged write. A write drops the entries of its users, rankings included.
     """
 
-    def __init__(self, store: EventStore, weights: EventWeights, limit: int, size: int) -> None:
-        self.store, self.weights, self.limit, self.size = store, weights, limit, size
+    def __init__(self, store: EventStore, limit: int, size: int) -> None:
+        self.store, self.limit, self.size = store, limit, size
         self._lock = threading.Lock()
         self._data: OrderedDict[str, UserEntry] = OrderedDict()
         self._writes = 0
@@ -151,7 +149,7 @@ class HistoryCache:
                 self._data.move_to_end(user_id)
                 return hit
             version = self._writes
-        entry = UserEntry(self.store.user_history(user_id, self.weights, self.limit))
+        entry = UserEntry(self.store.user_history(user_id, self.limit))
         with self._lock:
             if self._writes == version:
                 self._data[user_id] = entry
@@ -281,9 +279,7 @@ class AppState:
         self.store = store
         self.model: ServingModel | None = None
         self.load_error: str | None = None
-        self.history = HistoryCache(
-            store, settings.event_weights, settings.history_limit, settings.cache_users
-        )
+        self.history = HistoryCache(store, settings.history_limit, settings.cache_users)
         self.event_users = EventUsers()
         self.metrics = Metrics()
         self.reload_lock = threading.Lock()
@@ -325,22 +321,11 @@ class AppState:
         return previous
 
 
-def load_serving_model(model_dir: str | Path, text_index: Any = None) -> ServingModel:
-    """Load a model folder (npz + manifest only, via :func:`llmcf.persist.load_model`) and
-    precompute its serving structures. ``events_cutoff.json`` (written by
-    ``llmcf fit --events-db``) tells which stored events the model was trained on."""
-    import json
-
-    from llmcf.errors import ModelLoadError
-    from llmcf.persist import load_model
+def load_serving_model(model_dir: str | Path) -> ServingModel:
+    """Load a model folder (npz + manifest only, via :func:`llmcf.models.load_model`) and
+    precompute its serving structures. The manifest carries the events cutoff (which stored
+    events the model was trained on) and the event weights of fold-in."""
+    from llmcf.models import load_model
 
     folder = Path(model_dir)
-    model = load_model(folder)
-    cutoff = 0
-    cpath = folder / CUTOFF_FILE
-    if cpath.is_file():
-        try:
-            cutoff = int(json.loads(cpath.read_text())["max_seq"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{cpath}: unreadable events cutoff ({exc})") from None
-    return ServingModel(model, source=str(folder), events_cutoff=cutoff, text_index=text_index)
+    return ServingModel(load_model(folder), source=str(folder))

@@ -28,62 +28,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmcf.errors import ConfigError, DataError
+from llmcf.ranking.events import EventWeights
 
-EVENT_TYPES = ("view", "cart", "purchase", "rating")
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-@dataclass(frozen=True)
-class EventWeights:
-    """Implicit weight per event type: ``w(e) = W[type] * (value if given else 1)``."""
-
-    view: float = 1.0
-    cart: float = 3.0
-    purchase: float = 5.0
-    rating: float = 1.0
-
-    def weight(self, event_type: str, value: float | None) -> float:
-        base = float(getattr(self, event_type))
-        return base * (1.0 if value is None else float(value))
-
-    def weights(self, types: Sequence[str], values: Sequence[float | None]) -> np.ndarray:
-        """Vector form of :meth:`weight` (float64, shape (n,))."""
-        return np.array(
-            [self.weight(t, v) for t, v in zip(types, values, strict=True)], dtype=np.float64
-        )
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def parse(cls, text: str) -> EventWeights:
-        """Parse ``"view=1,cart=3,purchase=5,rating=1"`` (unnamed types keep their default)."""
-        values: dict[str, float] = {}
-        for part in (p.strip() for p in text.split(",")):
-            if not part:
-                continue
-            name, sep, number = part.partition("=")
-            name = name.strip()
-            if not sep or name not in EVENT_TYPES:
-                raise ConfigError(
-                    f"bad event weight {part!r}: expected TYPE=NUMBER with TYPE in {', '.join(EVENT_TYPES)}"
-                )
-            try:
-                values[name] = float(number)
-            except ValueError:
-                raise ConfigError(
-                    f"bad event weight {part!r}: {number!r} is not a number"
-                ) from None
-            if not np.isfinite(values[name]):
-                raise ConfigError(f"bad event weight {part!r}: must be finite")
-        return cls(**values)
 
 
 @dataclass
@@ -102,19 +56,25 @@ class Event:
 @dataclass
 class UserHistory:
     """A user's most recent stored events, oldest first: ``seq`` int64, ``item_ids`` str,
-    ``weights`` float64 (after :class:`EventWeights`), all of shape (n,)."""
+    ``types`` str, ``values`` float64 (NaN: no value), all of shape (n,). The model maps them
+    to its own units (:mod:`llmcf.ranking.events`)."""
 
     seq: np.ndarray
     item_ids: np.ndarray
-    weights: np.ndarray
+    types: np.ndarray
+    values: np.ndarray
 
     @classmethod
     def empty(cls) -> UserHistory:
-        return cls(np.zeros(0, np.int64), np.zeros(0, dtype="<U1"), np.zeros(0))
+        return cls(
+            np.zeros(0, np.int64), np.zeros(0, dtype="<U1"), np.zeros(0, dtype="<U1"), np.zeros(0)
+        )
 
     def after(self, seq: int) -> UserHistory:
+        if len(self.seq) == 0 or self.seq[0] > seq:
+            return self
         keep = self.seq > seq
-        return UserHistory(self.seq[keep], self.item_ids[keep], self.weights[keep])
+        return UserHistory(self.seq[keep], self.item_ids[keep], self.types[keep], self.values[keep])
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
@@ -299,8 +259,8 @@ class EventStore:
         return postgresql.insert(table)
 
     # ------------------------------------------------------------------ reading
-    def user_history(self, user_id: str, weights: EventWeights, limit: int = 500) -> UserHistory:
-        """The user's ``limit`` most recent events, oldest first, weighted by ``weights``."""
+    def user_history(self, user_id: str, limit: int = 500) -> UserHistory:
+        """The user's ``limit`` most recent events, oldest first."""
         q = self._history_query
         if q is None:  # built once: a statement with bound parameters is compiled once
             from sqlalchemy import bindparam, select
@@ -320,8 +280,22 @@ class EventStore:
         return UserHistory(
             np.array([r[0] for r in rows], dtype=np.int64),
             np.array([r[1] for r in rows], dtype=str),
-            weights.weights([r[2] for r in rows], [r[3] for r in rows]),
+            np.array([r[2] for r in rows], dtype=str),
+            np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64),
         )
+
+    def put_item_text(self, item_id: str, text: str) -> None:
+        """Store (or replace) the text of an item, durably."""
+        from llmcf.serve.tables import item_texts
+
+        now_ms = int(time.time() * 1000)
+        with self._write_lock or _NULL_LOCK, self.engine.begin() as conn:
+            ins = self._insert(item_texts)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["item_id"],
+                set_={"text": ins.excluded.text, "updated_at": ins.excluded.updated_at},
+            )
+            conn.execute(stmt, [{"item_id": item_id, "text": text, "updated_at": now_ms}])
 
     def item_text(self, item_id: str) -> str | None:
         from sqlalchemy import select

@@ -67,14 +67,15 @@ import scipy.sparse as sp
 from llmcf.cf.knn import _KNN, ItemKNN, KNNConfig, UserKNN
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.ranking.path import Histories
+from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
 from llmcf.text.embedders import Embedder
+from llmcf.text.neighbours import TextNeighbours, top_positive
 from llmcf.text.users import USER_REPRESENTATIONS, user_vectors
 
 __all__ = [
     "FUSIONS",
-    "MODEL_CLASSES",
-    "MODEL_CLASSES_BY_NAME",
     "TItemKNN",
     "TUserKNN",
     "TextFusionConfig",
@@ -219,6 +220,13 @@ class _TextKNN(_KNN):
         "correction_shrinkage": 8.0,
     }
 
+    takes_text_options = True
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> _TextKNN:
+        """Build from command-line options (kNN and text options)."""
+        return cls(**options)
+
     def __init__(
         self,
         config: KNNConfig | None = None,
@@ -309,8 +317,6 @@ class _TextKNN(_KNN):
     ) -> _Components:
         self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
         super().fit(dataset, progress=progress)  # baselines via _fit_baselines (text prior)
-        self._train_csr = None
-        self._pop = None
         x_vectors = self._x_vectors(self.item_vectors_)
         self.x_vectors_ = x_vectors
         self._mark_text_known()
@@ -408,7 +414,7 @@ class _TextKNN(_KNN):
             amplify=params["amplify"],
         )
         self.params_ = dict(params)
-        self.__dict__.pop("_nbr_csr", None)  # neighbour CSR cache of the previous blend
+        self._derived = {}  # neighbour matrices of the previous blend
         if comp.rows is None:
             np.fill_diagonal(fused, 1.0)
             self.sim_ = fused
@@ -490,13 +496,68 @@ class _TextKNN(_KNN):
         self.params_ = state.get("params")
         self.tune_results_ = []
         super()._restore(arrays, state)
+        if self.item_vectors_.ndim != 2 or self.item_vectors_.shape[0] != len(self.items_):
+            raise ValueError(
+                f"item_vectors has shape {self.item_vectors_.shape} for {len(self.items_)} items"
+            )
+
+    # ------------------------------------------------------------------ text fold-in
+    def text_index(self) -> TextNeighbours:
+        """Nearest catalog items of a new text (the model's embedder and item vectors)."""
+
+        def build() -> TextNeighbours:
+            from llmcf.text.embedders import make_embedder
+
+            if self._embedder is None:
+                self._embedder = make_embedder(self.text_config.embedder)
+            return TextNeighbours(self.item_vectors_, self._embedder.embed)
+
+        return self._cache("text_index", build)
+
+    def text_similarities(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The fused similarity of a new item with ``text`` to the catalog: the model's
+        formula with no co-ratings (cf = 0, support = 0), its ``k`` best positive entries."""
+        cos = self.text_index().cosines(text)
+        params = self.params_ or {
+            name: float(getattr(self.text_config, name)) for name in BLEND_PARAMS
+        }
+        fused = fuse_similarity(
+            np.zeros_like(cos),
+            cos,
+            np.zeros_like(cos),
+            fusion=self.text_config.fusion,
+            alpha=params["alpha"],
+            beta=params["beta"],
+            shift=params["shift"],
+            power=params["power"],
+            amplify=params["amplify"],
+        )
+        return top_positive(fused, self.config.k)
+
+    def _text_scores(self, h: Histories) -> np.ndarray | None:
+        """Item-based: ``sum_t value_t * sim_T(j, t)`` over the text rows t of each history."""
+        if self.user_based or not h.text_rows:
+            return None
+        out = np.zeros((len(h), len(self.items_)))
+        for t in h.text_rows:
+            if t.value == 0:
+                continue
+            nb, sim = self.text_similarities(t.text)
+            out[t.row, nb] += t.value * sim
+        return out
 
 
+@register("t-item-knn")
 class TItemKNN(_TextKNN, ItemKNN):
-    """T-ItemCF: item-based kNN over CF similarity fused with item-text similarity."""
+    """T-ItemCF: item-based kNN over CF similarity fused with item-text similarity.
 
-    name = "t-item-knn"
+    Top-N fold-in: an item new to the model with a text (an event's ``item_text`` or
+    ``PUT /v1/items/{id}``) adds ``value * sim_T(j, new)`` for its text neighbours j
+    (:meth:`text_similarities`), the item's row had it been in the catalog without ratings.
+    """
+
     user_based = False
+    auto_scoring = "model"
     text_defaults: ClassVar[dict[str, Any]] = {
         "fusion": "fixed",
         "alpha": 0.75,
@@ -506,11 +567,12 @@ class TItemKNN(_TextKNN, ItemKNN):
     }
 
 
+@register("t-user-knn")
 class TUserKNN(_TextKNN, UserKNN):
     """T-UserCF: user-based kNN over CF similarity fused with user-text similarity."""
 
-    name = "t-user-knn"
     user_based = True
+    auto_scoring = "model"
     text_defaults: ClassVar[dict[str, Any]] = {
         "fusion": "fixed",
         "alpha": 0.85,
@@ -518,7 +580,3 @@ class TUserKNN(_TextKNN, UserKNN):
         "user_repr": "residual",
         "bias_prior": 1.0,
     }
-
-
-MODEL_CLASSES_BY_NAME: dict[str, type] = {"t-item-knn": TItemKNN, "t-user-knn": TUserKNN}
-MODEL_CLASSES: dict[str, type] = {"TItemKNN": TItemKNN, "TUserKNN": TUserKNN}

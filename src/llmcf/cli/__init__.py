@@ -1,0 +1,61 @@
+"""The ``llmcf`` command line: evaluate, fit, predict, recommend, demo, synth, download, serve.
+
+``build_parser`` and the shared option helpers live in :mod:`llmcf.cli.parser`; each command
+is a module exporting ``run(args) -> int``; :func:`main` parses and dispatches through
+:data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from llmcf.cli import demo, download, evaluate, fit, predict, recommend, serve, synth
+from llmcf.cli.parser import (
+    _add_model_options,
+    _add_topn_options,
+    _int_list,
+    _model_options,
+    _name_list,
+    build_parser,
+)
+from llmcf.errors import LlmcfError
+
+__all__ = [
+    "COMMANDS",
+    "_add_model_options",
+    "_add_topn_options",
+    "_int_list",
+    "_model_options",
+    "_name_list",
+    "build_parser",
+    "main",
+]
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "evaluate": evaluate.run,
+    "fit": fit.run,
+    "predict": predict.run,
+    "recommend": recommend.run,
+    "demo": demo.run,
+    "synth": synth.run,
+    "download": download.run,
+    "serve": serve.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LlmcfError as exc:
+        print(f"llmcf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -1,0 +1,5 @@
+"""``python -m llmcf.cli``: the ``llmcf`` command line."""
+
+from llmcf.cli import main
+
+raise SystemExit(main())
