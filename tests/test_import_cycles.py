@@ -48,7 +48,9 @@ def import_graph() -> dict[str, set[str]]:
             if id(node) in typing_only:
                 continue
             if isinstance(node, ast.Import):
-                deps.update(_resolve(a.name, mods) for a in node.names if a.name.startswith("llmcf"))
+                deps.update(
+                    _resolve(a.name, mods) for a in node.names if a.name.startswith("llmcf")
+                )
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]

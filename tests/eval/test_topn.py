@@ -11,11 +11,11 @@ import scipy.sparse as sp
 from tests.conftest import TINY, dataset_from_dense, random_dataset
 
 from llmcf.cf.knn import ItemKNN, UserKNN
-from llmcf.ranking import RankingConfig, cosine_neighbors, interaction_weights
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 from llmcf.eval.split import leave_one_out_split
 from llmcf.eval.topn import evaluate_topn, relevant_pairs
+from llmcf.ranking import RankingConfig, cosine_neighbors, interaction_weights
 
 
 def _reference_cosine(X: np.ndarray, k: int, alpha: float, shrinkage: float) -> np.ndarray:
