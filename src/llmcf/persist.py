@@ -161,6 +161,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{mpath}: corrupted manifest ({exc})") from None
     if not isinstance(manifest, dict):
         raise ModelLoadError(f"{mpath}: the manifest is not a JSON object")
+    if manifest.get("format") == "llmcf.neighbor-artifact":
+        raise ModelLoadError(
+            f"{folder}: holds a neighbour artifact (llmcf.backends build_neighbors), not a "
+            "model; `llmcf fit` writes servable model folders"
+        )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelLoadError(

@@ -41,6 +41,7 @@ import numpy as np
 
 from llmcf.data.vocab import Vocabulary
 from llmcf.errors import ConfigError, DataError, ModelLoadError
+from llmcf.text.fusion import fuse_similarity
 
 ARTIFACT_FORMAT = "llmcf.neighbor-artifact"
 ARTIFACT_VERSION = 1
@@ -352,10 +353,10 @@ def fuse_neighbors(
     text_part = np.zeros(len(uniq))
     cf_part[inverse[: len(cx)]] = cs
     text_part[inverse[len(cx) :]] = ts
-    text_part = np.maximum((text_part - shift) / (1.0 - shift), 0.0)
-    if power != 1.0:
-        text_part = text_part**power
-    fused = alpha * cf_part + (1.0 - alpha) * text_part
+    fused = fuse_similarity(
+        cf_part, text_part, np.zeros(len(uniq)), fusion="fixed", alpha=alpha, beta=1.0,
+        shift=shift, power=power,
+    )  # fmt: skip
     x, x2 = uniq // n, uniq % n
     keep = fused > 0.0
     x, x2, fused = x[keep], x2[keep], fused[keep]

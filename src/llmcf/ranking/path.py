@@ -205,6 +205,7 @@ def rank(
             raise ConfigError("rank needs users or histories")
         histories = training_histories(model, users)
     n_items = len(model.items_)
+    n = min(n, max(n_items, 1))  # a list never holds more than the catalog
     b = len(histories)
     pop = model.popularity()
     pop_rank = popular_rank(model).astype(np.float64)

@@ -71,6 +71,7 @@ from llmcf.ranking.path import Histories
 from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
 from llmcf.text.embedders import Embedder
+from llmcf.text.fusion import FUSIONS, fuse_similarity, rescale_text
 from llmcf.text.neighbours import TextNeighbours, top_positive
 from llmcf.text.users import USER_REPRESENTATIONS, user_vectors
 
@@ -83,7 +84,6 @@ __all__ = [
     "rescale_text",
 ]
 
-FUSIONS = ("fixed", "support")
 ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
 SHIFT_GRID = (0.0, 0.2, 0.4)
@@ -153,45 +153,6 @@ class TextFusionConfig:
 
 
 TEXT_OPTIONS = frozenset(f.name for f in fields(TextFusionConfig))
-
-
-def rescale_text(cos: np.ndarray, shift: float = 0.0, power: float = 1.0) -> np.ndarray:
-    """``max(0, (cos - shift) / (1 - shift)) ** power`` (float64, same shape as ``cos``)."""
-    t = np.maximum((np.asarray(cos, dtype=np.float64) - shift) / (1.0 - shift), 0.0)
-    return t if power == 1.0 else t**power
-
-
-def fuse_similarity(
-    cf: np.ndarray,
-    cos: np.ndarray,
-    support: np.ndarray,
-    *,
-    fusion: str,
-    alpha: float,
-    beta: float,
-    shift: float = 0.0,
-    power: float = 1.0,
-    amplify: float = 1.0,
-) -> np.ndarray:
-    """Elementwise fused similarity (formulas in the module docstring); float64.
-
-    ``amplify`` raises the positive values to that power; values <= 0 (never neighbours)
-    are returned unchanged.
-    """
-    text = rescale_text(cos, shift, power)
-    cf = np.asarray(cf, dtype=np.float64)
-    if fusion == "fixed":
-        fused = alpha * cf + (1.0 - alpha) * text
-    elif fusion == "support":
-        n = np.asarray(support, dtype=np.float64)
-        w = n / (n + beta)
-        fused = w * cf + (1.0 - w) * text
-    else:
-        raise ConfigError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
-    if amplify != 1.0:
-        positive = fused > 0
-        fused[positive] = fused[positive] ** amplify
-    return fused
 
 
 @dataclass
