@@ -96,7 +96,7 @@ def test_choice_and_complete(server: str) -> None:
 
 
 def test_timeout_falls_back_to_cf_order(server: str) -> None:
-    client = OpenAIChatClient(server, "qwen", timeout=0.001, retries=1, backoff=0.01)
+    client = OpenAIChatClient(server, "qwen", timeout=0.001, max_retries=1, backoff=0.01)
     with pytest.raises(LLMError, match="attempt"):
         client.complete("s", "u")
     texts = MOVIES["history"] + MOVIES["candidates"]
@@ -116,7 +116,7 @@ def test_retries_on_server_errors_then_succeeds() -> None:
         return httpx.Response(200, json={"choices": [{"message": {"content": "Yes"}}]})
 
     client = OpenAIChatClient(
-        "http://x/v1", "m", retries=2, backoff=0.0, transport=httpx.MockTransport(handler)
+        "http://x/v1", "m", max_retries=2, backoff=0.0, transport=httpx.MockTransport(handler)
     )
     scores = client.yes_no(pointwise_prompt(["a"], ["b"]))
     assert scores.tolist() == [1.0] and calls["n"] == 3  # parsed from text: no logprobs
@@ -130,7 +130,7 @@ def test_client_errors_are_not_retried_and_bad_replies_raise() -> None:
         return httpx.Response(401, text="bad key")
 
     client = OpenAIChatClient(
-        "http://x/v1", "m", retries=3, backoff=0.0, transport=httpx.MockTransport(handler)
+        "http://x/v1", "m", max_retries=3, backoff=0.0, transport=httpx.MockTransport(handler)
     )
     with pytest.raises(LLMError, match="401"):
         client.complete("s", "u")
@@ -156,7 +156,7 @@ def test_client_errors_are_not_retried_and_bad_replies_raise() -> None:
 
 def test_unreachable_endpoint() -> None:
     client = OpenAIChatClient(
-        f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=1, retries=1, backoff=0.0
+        f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=1, max_retries=1, backoff=0.0
     )
     with pytest.raises(LLMError, match="2 attempt"):
         client.complete("s", "u")

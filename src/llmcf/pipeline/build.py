@@ -46,7 +46,7 @@ def build_pipeline(
 
     ``rerank``: ``none``, ``embedding`` (MiniLM), ``local`` (llama.cpp, ``llm_model`` default
     qwen2.5-0.5b@q8_0; explanations default to qwen2.5-1.5b when installed) or ``endpoint``
-    (``$LLMCF_LLM_URL``/``$LLMCF_LLM_MODEL``); ``llm_mode``: ``pointwise`` or ``choice``
+    (``$LLMCF_OPENAI_BASE_URL``/``$LLMCF_LLM_MODEL``); ``llm_mode``: ``pointwise`` or ``choice``
     (:class:`~llmcf.rerank.reranker.LLMReranker`). ``timeout`` bounds every re-rank call (and
     aborts the local model's decode when it passes).
     """

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
+import warnings
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from llmcf.errors import LlmcfError
+from llmcf.errors import ConfigError, LlmcfError
+from llmcf.llm.http import BASE_URL_ENV, EndpointClient, EndpointError, resolve_base_url
 from llmcf.rerank.prompts import ChoicePrompt, PointwisePrompt
 
 __all__ = [
@@ -257,77 +258,78 @@ class OpenAIChatClient:
     :class:`LLMError`. ``choice`` reads the label tokens' log-probabilities (text fallback: the
     named label 0, others -inf).
 
-    Reliability: every request has ``timeout`` seconds; connection errors, timeouts, HTTP 429 and
-    5xx are retried ``retries`` times with exponential backoff (honouring ``Retry-After``); other
-    HTTP errors raise at once. The API key comes from ``api_key`` or ``$LLMCF_LLM_API_KEY``.
+    HTTP goes through :class:`~llmcf.llm.http.EndpointClient` (shared with the embedding
+    client): every request has ``timeout`` seconds; connection errors, timeouts, HTTP 429 and
+    5xx are retried ``max_retries`` times with exponential backoff (at least the server's
+    ``Retry-After``); other HTTP errors raise at once. ``base_url`` None:
+    ``$LLMCF_OPENAI_BASE_URL``, else ``$OPENAI_BASE_URL``; the API key comes from ``api_key``,
+    else ``$LLMCF_OPENAI_API_KEY``, else ``$OPENAI_API_KEY`` (the old ``$LLMCF_LLM_API_KEY`` is
+    still read, with a DeprecationWarning). ``retries=`` is the deprecated name of
+    ``max_retries``. Every failure is an :class:`LLMError`.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         model: str,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
-        retries: int = 2,
+        max_retries: int = 2,
         backoff: float = 0.5,
         top_logprobs: int = 10,
         transport: Any = None,
+        retries: int | None = None,
     ) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
+        if retries is not None:
+            warnings.warn(
+                "OpenAIChatClient(retries=...) is deprecated; use max_retries=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            max_retries = retries
+        try:
+            self.http = EndpointClient(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                max_retries=max_retries,
+                backoff=backoff,
+                transport=transport,
+            )
+        except ConfigError as exc:
+            raise LLMError(str(exc)) from exc
+        self.base_url = self.http.base_url
+        # the name keys the re-rank cache: the base URL as given (as before the shared client)
+        self._url_label = (base_url or self.base_url).rstrip("/")
         self.model = model
         self.timeout = timeout
-        self.retries = retries
+        self.max_retries = max_retries
         self.backoff = backoff
         self.top_logprobs = top_logprobs
-        key = api_key if api_key is not None else os.environ.get("LLMCF_LLM_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+
+    @property
+    def retries(self) -> int:
+        """Deprecated alias of ``max_retries``."""
+        return self.max_retries
 
     @property
     def name(self) -> str:
-        return f"openai:{self.base_url}#{self.model}"
+        return f"openai:{self._url_label}#{self.model}"
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        url = f"{self.base_url}/chat/completions"
-        last: str = ""
-        for attempt in range(self.retries + 1):
-            retry_after: str | None = None
-            try:
-                response = self._http.post(url, json={"model": self.model, **payload})
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    try:
-                        data = response.json()
-                    except ValueError:
-                        raise LLMError(
-                            f"{url}: reply is not JSON: {response.text[:200]!r}"
-                        ) from None
-                    if not isinstance(data, dict) or not data.get("choices"):
-                        raise LLMError(f"{url}: reply has no choices: {str(data)[:200]!r}")
-                    return data
-                last = f"HTTP {response.status_code}: {response.text[:200]!r}"
-                if response.status_code != 429 and response.status_code < 500:
-                    raise LLMError(f"{url}: {last}")
-                retry_after = response.headers.get("retry-after")
-            if attempt < self.retries:
-                delay = self.backoff * (2**attempt)
-                if retry_after:
-                    try:
-                        delay = max(delay, min(float(retry_after), 30.0))
-                    except ValueError:
-                        pass
-                time.sleep(delay)
-        raise LLMError(f"{url}: failed after {self.retries + 1} attempt(s): {last}")
+        try:
+            data = self.http.post_json("chat/completions", {"model": self.model, **payload})
+        except EndpointError as exc:
+            raise LLMError(str(exc)) from exc
+        if not data.get("choices"):
+            raise LLMError(
+                f"{self.http.url('chat/completions')}: reply has no choices: {str(data)[:200]!r}"
+            )
+        return data
 
     def _first_token_logprobs(self, data: dict[str, Any]) -> list[tuple[str, float]] | None:
         try:
@@ -409,19 +411,26 @@ def make_llm_client(
 ) -> LLMClient:
     """A client from a spec: ``"local"`` (:data:`DEFAULT_LOCAL_MODEL`, or
     ``$LLMCF_LLM_LOCAL_MODEL``) / ``"local:qwen2.5-1.5b"`` / ``"local:/path.gguf"`` (each
-    optionally ``@q8_0`` / ``@q4_0``) or ``"openai:<base_url>#<model>"`` (env ``LLMCF_LLM_URL`` / ``LLMCF_LLM_MODEL`` fill in
-    ``"endpoint"``). ``timeout``: seconds per HTTP request; ``local_timeout``: seconds per
-    local scoring call (None: no limit)."""
+    optionally ``@q8_0`` / ``@q4_0``), ``"openai:<base_url>#<model>"``, or ``"endpoint"``: the
+    base URL from ``$LLMCF_OPENAI_BASE_URL`` (else the deprecated ``$LLMCF_LLM_URL``, else
+    ``$OPENAI_BASE_URL``) and the model from ``$LLMCF_LLM_MODEL``. ``timeout``: seconds per
+    HTTP request; ``local_timeout``: seconds per local scoring call (None: no limit)."""
     if spec == "local" or spec.startswith("local:"):
         model = spec.partition(":")[2] or os.environ.get(
             "LLMCF_LLM_LOCAL_MODEL", DEFAULT_LOCAL_MODEL
         )
         return LlamaCppClient(model, n_threads=n_threads, timeout=local_timeout)
     if spec == "endpoint":
-        env_url = os.environ.get("LLMCF_LLM_URL")
         env_model = os.environ.get("LLMCF_LLM_MODEL")
-        if not env_url or not env_model:
-            raise LLMError("the endpoint re-ranker needs LLMCF_LLM_URL and LLMCF_LLM_MODEL")
+        if not env_model:
+            raise LLMError(
+                "the endpoint re-ranker needs $LLMCF_LLM_MODEL (the model name) and "
+                f"${BASE_URL_ENV[0]} (or ${BASE_URL_ENV[1]}; the base URL)"
+            )
+        try:
+            env_url = resolve_base_url(None)
+        except ConfigError as exc:
+            raise LLMError(f"the endpoint re-ranker: {exc}") from exc
         return OpenAIChatClient(env_url, env_model, timeout=timeout)
     if spec.startswith("openai:"):
         url, _, model = spec[len("openai:") :].partition("#")

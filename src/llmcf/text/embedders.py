@@ -15,24 +15,38 @@ Implementations:
 * :class:`OpenAIEmbedder` -- any OpenAI-compatible ``/v1/embeddings`` endpoint.
 
 :func:`make_embedder` builds one from a short spec string (CLI and config files).
+
+The protocol, the errors and the helpers every embedder uses (:func:`l2_normalize`,
+:func:`num_threads`, the progress bar) live in the leaf module
+:mod:`llmcf.text.embedding_base` and are re-exported here; :mod:`llmcf.text.onnx` imports them
+from there, and this module imports :mod:`llmcf.text.onnx` (lazily, in :func:`make_embedder`),
+never the other way round.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
-from llmcf.errors import ConfigError, LlmcfError, NotFittedError
+from llmcf.errors import ConfigError, NotFittedError
+from llmcf.llm.http import EndpointClient, EndpointError
+from llmcf.text.embedding_base import (
+    Embedder,
+    EmbeddingServiceError,
+    MissingDependencyError,
+    embedder_key,
+    is_blank,
+    l2_normalize,
+    num_threads,
+    progress_bar,
+)
 
 __all__ = [
     "EMBEDDER_SPECS",
@@ -46,6 +60,7 @@ __all__ = [
     "l2_normalize",
     "make_embedder",
     "num_threads",
+    "progress_bar",
 ]
 
 #: The spec forms :func:`make_embedder` accepts (shown in its error message).
@@ -57,74 +72,6 @@ EMBEDDER_SPECS = (
     "onnx:<model.onnx>[,<tokenizer.json>]",
     "openai:<base_url>#<model>",
 )
-
-
-class MissingDependencyError(LlmcfError, ImportError):
-    """An optional package an embedder needs is not installed; the message says what to install."""
-
-
-class EmbeddingServiceError(LlmcfError, RuntimeError):
-    """An embedding endpoint refused a request or kept failing; the message has its status."""
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into unit-norm float32 vectors of a fixed dimension.
-
-    Attributes:
-        name: identifies the model (and its settings that change the vectors).
-        dim: the vector dimension.
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(
-        self, texts: Sequence[str], batch_size: int = 32, progress: bool | None = False
-    ) -> np.ndarray:
-        """float32 array (len(texts), dim); unit-norm rows, a zero row for an empty text.
-
-        ``progress``: show a tqdm bar; ``None`` shows it only when stderr is a terminal.
-        """
-        ...
-
-
-def embedder_key(embedder: Embedder) -> str:
-    """``name@version`` of an embedder: what its vectors are cached under."""
-    return f"{embedder.name}@{getattr(embedder, 'version', '0')}"
-
-
-def num_threads(threads: int | None = None) -> int:
-    """Thread count for model inference: ``threads``, else ``$LLMCF_THREADS``, else 2."""
-    if threads is None:
-        env = os.environ.get("LLMCF_THREADS", "").strip()
-        try:
-            threads = int(env) if env else 2
-        except ValueError as exc:
-            raise ConfigError(f"LLMCF_THREADS must be an integer, got {env!r}") from exc
-    if threads < 1:
-        raise ConfigError(f"thread count must be at least 1, got {threads}")
-    return threads
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm, as float32; zero rows stay zero."""
-    out = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
-
-
-def progress_bar(total: int, progress: bool | None, desc: str) -> tqdm:
-    """A tqdm bar over ``total`` texts; ``progress=None`` shows it only on a terminal."""
-    disable = None if progress is None else not progress
-    return tqdm(total=total, disable=disable, desc=desc, unit="text", leave=False)
-
-
-def _is_blank(text: str) -> bool:
-    return not text or text.isspace()
 
 
 # ---------------------------------------------------------------------------- TF-IDF
@@ -328,7 +275,7 @@ class SentenceTransformerEmbedder:
         self, texts: Sequence[str], batch_size: int = 32, progress: bool | None = False
     ) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        keep = [i for i, t in enumerate(texts) if not _is_blank(t)]
+        keep = [i for i, t in enumerate(texts) if not is_blank(t)]
         if keep:
             vectors = self.model.encode(
                 [texts[i] for i in keep],
@@ -343,26 +290,31 @@ class SentenceTransformerEmbedder:
 
 # ---------------------------------------------------------------------------- OpenAI-compatible
 class OpenAIEmbedder:
-    """Embeddings from any OpenAI-compatible ``POST /v1/embeddings`` endpoint (httpx).
+    """Embeddings from any OpenAI-compatible ``POST <base>/embeddings`` endpoint.
 
-    ``base_url`` may end in ``/v1`` (``https://api.openai.com/v1``) or not
-    (``http://127.0.0.1:8080``); the request goes to ``<base>/v1/embeddings``.
+    The HTTP side is :class:`~llmcf.llm.http.EndpointClient` (shared with the chat client):
+    ``base_url`` (None: ``$LLMCF_OPENAI_BASE_URL``, else ``$OPENAI_BASE_URL``) may end in
+    ``/v1`` (``https://api.openai.com/v1``) or have no path (``http://127.0.0.1:8080``, which
+    means ``/v1``); the request goes to ``<base>/embeddings``.
 
     Texts are sent ``batch_size`` at a time; each response is put back in input order by
     its ``index`` field and the vectors are L2-normalised here (servers differ on that).
     Empty texts are not sent (zero rows). A 429, a 5xx, a timeout or a connection error is
     retried up to ``max_retries`` times with exponential backoff (``backoff * 2**attempt``
-    seconds, or the server's ``Retry-After`` when it is shorter than 60 s); any other 4xx
-    raises :class:`EmbeddingServiceError` at once with the status and the server's message.
+    seconds, at least the server's ``Retry-After``, at most 60 s); any other HTTP error
+    raises :class:`EmbeddingServiceError` at once with the URL, the status and the server's
+    message.
 
     Args:
-        api_key: sent as ``Authorization: Bearer``; default ``$LLMCF_OPENAI_API_KEY``.
+        api_key: sent as ``Authorization: Bearer``; default ``$LLMCF_OPENAI_API_KEY``, else
+            ``$OPENAI_API_KEY``.
         dim: the vector dimension when known; otherwise one probe request finds it.
+        transport: an httpx transport (tests).
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         model: str,
         api_key: str | None = None,
         timeout: float = 30.0,
@@ -371,34 +323,36 @@ class OpenAIEmbedder:
         *,
         dim: int | None = None,
         backoff: float = 0.5,
+        transport: Any = None,
     ) -> None:
-        try:
-            import httpx
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "OpenAIEmbedder needs httpx: pip install 'llmcf[text]' (or pip install httpx)"
-            ) from exc
         if max_retries < 0 or batch_size < 1 or timeout <= 0:
             raise ConfigError(
                 "OpenAIEmbedder needs max_retries >= 0, batch_size >= 1 and timeout > 0 "
                 f"(got {max_retries}, {batch_size}, {timeout})"
             )
-        base = base_url.rstrip("/")
-        self.url = base + ("/embeddings" if base.endswith("/v1") else "/v1/embeddings")
+        try:
+            self.http = EndpointClient(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                max_retries=max_retries,
+                backoff=backoff,
+                transport=transport,
+            )
+        except ImportError as exc:
+            raise MissingDependencyError("OpenAIEmbedder needs httpx: pip install httpx") from exc
+        self.url = self.http.url("embeddings")
         self.model = model
-        self.name = f"openai:{model}@{base}"
+        # the name keys the embedding cache: the base URL as given (as before the shared client)
+        self.name = f"openai:{model}@{(base_url or self.http.base_url).rstrip('/')}"
         self.version = "0"
         self.max_retries = max_retries
         self.batch_size = batch_size
         self.backoff = backoff
         self._dim = dim
-        key = api_key if api_key is not None else os.environ.get("LLMCF_OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._httpx = httpx
-        self._client = httpx.Client(timeout=timeout, headers=headers)
 
     def close(self) -> None:
-        self._client.close()
+        self.http.close()
 
     @property
     def dim(self) -> int:
@@ -406,56 +360,34 @@ class OpenAIEmbedder:
             self._dim = int(self._request(["dimension probe"]).shape[1])
         return self._dim
 
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.backoff * 2**attempt
-        if retry_after:
-            try:
-                delay = min(float(retry_after), 60.0)
-            except ValueError:
-                pass
-        time.sleep(delay)
-
     def _request(self, batch: list[str]) -> np.ndarray:
-        httpx = self._httpx
         payload = {"model": self.model, "input": batch, "encoding_format": "float"}
-        problem = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                response = self._client.post(self.url, json=payload)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 429 or response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}: {_server_message(response)}"
-                    retry_after = response.headers.get("retry-after")
-                elif response.status_code >= 400:
-                    raise EmbeddingServiceError(
-                        f"{self.url} answered HTTP {response.status_code} for model "
-                        f"{self.model!r}: {_server_message(response)}"
-                    )
-                else:
-                    return self._parse(response, len(batch))
-            if attempt < self.max_retries:
-                self._wait(attempt, retry_after)
-        raise EmbeddingServiceError(
-            f"{self.url} failed after {self.max_retries + 1} attempts; last error: {problem}"
-        )
-
-    def _parse(self, response: Any, n: int) -> np.ndarray:
         try:
-            data = response.json()["data"]
-            rows = sorted(data, key=lambda item: int(item["index"]))
+            data = self.http.post_json("embeddings", payload)
+        except EndpointError as exc:
+            raise EmbeddingServiceError(
+                str(exc),
+                url=exc.url,
+                status=exc.status,
+                server_message=exc.server_message,
+                attempts=exc.attempts,
+            ) from exc
+        return self._parse(data, len(batch))
+
+    def _parse(self, body: dict[str, Any], n: int) -> np.ndarray:
+        try:
+            rows = sorted(body["data"], key=lambda item: int(item["index"]))
             vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
             indices = [int(row["index"]) for row in rows]
         except (ValueError, KeyError, TypeError) as exc:
             raise EmbeddingServiceError(
-                f"{self.url} sent a response that is not an embeddings list: "
-                f"{response.text[:200]!r}"
+                f"{self.url} sent a response that is not an embeddings list: {str(body)[:200]!r}",
+                url=self.url,
             ) from exc
         if indices != list(range(n)) or vectors.ndim != 2:
             raise EmbeddingServiceError(
-                f"{self.url} returned vectors for indices {indices[:10]} for {n} inputs"
+                f"{self.url} returned vectors for indices {indices[:10]} for {n} inputs",
+                url=self.url,
             )
         return vectors
 
@@ -464,7 +396,7 @@ class OpenAIEmbedder:
     ) -> np.ndarray:
         """Vectors for ``texts`` (float32, unit rows; zero rows for empty texts)."""
         size = batch_size or self.batch_size
-        keep = [i for i, t in enumerate(texts) if not _is_blank(t)]
+        keep = [i for i, t in enumerate(texts) if not is_blank(t)]
         parts: list[np.ndarray] = []
         with progress_bar(len(keep), progress, f"embedding ({self.model})") as bar:
             for start in range(0, len(keep), size):
@@ -477,18 +409,6 @@ class OpenAIEmbedder:
         if parts:
             out[keep] = l2_normalize(np.concatenate(parts))
         return out
-
-
-def _server_message(response: Any) -> str:
-    """The ``error.message`` of an OpenAI-style error body, else the start of the body."""
-    try:
-        body = response.json()
-        error = body.get("error", body) if isinstance(body, dict) else body
-        if isinstance(error, dict):
-            return str(error.get("message") or error)
-        return str(error)
-    except ValueError:
-        return response.text[:300] or "(empty body)"
 
 
 # ---------------------------------------------------------------------------- factory

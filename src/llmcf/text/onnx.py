@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from llmcf.errors import ConfigError
-from llmcf.text.embedders import (
+from llmcf.text.embedding_base import (
     MissingDependencyError,
-    _is_blank,
+    is_blank,
     l2_normalize,
     num_threads,
     progress_bar,
@@ -214,7 +214,7 @@ class OnnxEmbedder:
         """float32 ``(len(texts), dim)``; unit-norm rows, zero rows for empty texts."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        keep = [i for i, t in enumerate(texts) if not _is_blank(t)]
+        keep = [i for i, t in enumerate(texts) if not is_blank(t)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not keep:
             return out
