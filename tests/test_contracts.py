@@ -26,6 +26,10 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "baseline-sgd": lambda: BaselineOnly(method="sgd"),
     "global-mean": lambda: GlobalMean(),
     "t-item-knn": lambda: TItemKNN(k=3, embedder=FakeEmbedder()),
+    "t-item-knn-text": lambda: TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.5),
+    "t-item-knn-rating-ranking": lambda: TItemKNN(k=3, embedder=FakeEmbedder()).set_ranking(
+        scoring="model"
+    ),
     "t-user-knn": lambda: TUserKNN(k=3, embedder=FakeEmbedder()),
 }
 

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError, DataError
 from llmcf.eval.split import (
+    SPLIT_FORMS,
     Fold,
+    coldstart_items_split,
     coldstart_split,
     holdout_split,
     is_file_split,
@@ -238,6 +240,12 @@ def test_parse_split_rejects_file_splits(spec: str) -> None:
         ("holdout:0", r"must be in \(0, 1\)"),
         ("temporal:abc", "'abc' is not a valid float"),
         ("coldstart:-1", "M must be >= 0"),
+        ("coldstart-items:0", r"cold-item fraction F must be in \(0, 1\), got 0"),
+        ("coldstart-items:1", r"cold-item fraction F must be in \(0, 1\)"),
+        ("coldstart-items:-0.2", r"cold-item fraction F must be in \(0, 1\)"),
+        ("coldstart-items:x", "'x' is not a valid float"),
+        ("coldstart-items:", "unknown split"),
+        ("coldstart-item:0.2", "unknown split"),
     ],
 )
 def test_parse_split_errors_name_the_spec(spec: str, match: str) -> None:
@@ -249,3 +257,69 @@ def test_splitter_reports_its_spec() -> None:
     splitter = parse_split(" KFold:3 ", seed=4)
     assert (splitter.spec, splitter.seed) == ("kfold:3", 4)
     assert "kfold:3" in repr(splitter)
+
+
+# ---------------------------------------------------------------------- coldstart-items
+@settings(max_examples=60, deadline=None)
+@given(datasets(), st.floats(0.01, 0.99), st.integers(0, 2**16))
+def test_coldstart_items_moves_all_interactions_of_the_cold_items(
+    ds: Dataset, fraction: float, seed: int
+) -> None:
+    active = np.unique(ds.item_idx)
+    if active.size < 2:
+        with pytest.raises(DataError, match="at least 2 items"):
+            coldstart_items_split(ds, fraction, seed)
+        return
+    (fold,) = parse_split(f"coldstart-items:{fraction!r}", seed=seed)(ds)
+    assert fold.name == "coldstart-items"
+    check_fold(fold, len(ds))
+    cold = np.unique(ds.item_idx[fold.test])
+    # the test set is every interaction of the cold items, and nothing else
+    np.testing.assert_array_equal(fold.test, np.flatnonzero(np.isin(ds.item_idx, cold)))
+    assert not np.isin(ds.item_idx[fold.train], cold).any()
+    assert cold.size == min(max(round(fraction * active.size), 1), active.size - 1)
+    again = coldstart_items_split(ds, fraction, seed)[0]
+    np.testing.assert_array_equal(fold.test, again.test)
+    train = ds.subset(fold.train)
+    assert (train.n_users, train.n_items) == (ds.n_users, ds.n_items)
+    assert train.items is ds.items and train.users is ds.users
+
+
+def test_coldstart_items_exact_count_seed_and_vocabularies() -> None:
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 40, size=600)
+    items = np.concatenate([np.arange(50), rng.integers(0, 50, size=550)])  # all 50 active
+    ds = Dataset.from_arrays(users, items, rating=np.ones(600), duplicates="sum")
+    (fold,) = parse_split("coldstart-items:0.2", seed=7)(ds)
+    cold = np.unique(ds.item_idx[fold.test])
+    assert cold.size == round(0.2 * 50) == 10
+    counts = ds.item_counts()
+    assert len(fold.test) == counts[cold].sum()  # ALL their interactions moved
+    train = ds.subset(fold.train)
+    assert (train.item_counts()[cold] == 0).all() and (train.item_counts() > 0).sum() == 40
+    assert train.n_items == ds.n_items == 50 and train.n_users == ds.n_users
+    # seeded: the same seed gives the same items, other seeds other items
+    assert np.array_equal(parse_split("coldstart-items:0.2", seed=7)(ds)[0].test, fold.test)
+    others = {
+        tuple(np.unique(ds.item_idx[parse_split("coldstart-items:0.2", seed=s)(ds)[0].test]))
+        for s in range(5)
+    }
+    assert len(others) > 1
+    # bare form: F = 0.2
+    assert np.array_equal(parse_split("coldstart-items", seed=7)(ds)[0].test, fold.test)
+    assert coldstart_items_split(ds, 0.2, seed=7)[0].test.tolist() == fold.test.tolist()
+
+
+def test_coldstart_items_draws_only_items_with_interactions() -> None:
+    ds = Dataset.from_arrays(
+        ["a", "a", "b", "b", "c"], ["x", "y", "x", "w", "v"], rating=np.ones(5)
+    )
+    sub = ds.subset(np.arange(4))  # "v" stays in the vocabulary without an interaction
+    assert sub.n_items == 4 and sub.item_counts()[ds.items.lookup(["v"])[0]] == 0
+    for seed in range(10):
+        (fold,) = coldstart_items_split(sub, 0.4, seed)
+        # round(0.4 * 3 active items) = 1, not round(0.4 * 4 vocabulary items) = 2
+        assert np.unique(sub.item_idx[fold.test]).size == 1
+    with pytest.raises(ConfigError, match=r"cold-item fraction F must be in \(0, 1\)"):
+        coldstart_items_split(ds, 1.0)
+    assert any("coldstart-items" in form for form in SPLIT_FORMS)

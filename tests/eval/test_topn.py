@@ -14,7 +14,13 @@ from llmcf.cf.knn import ItemKNN, UserKNN
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 from llmcf.eval.split import leave_one_out_split
-from llmcf.eval.topn import evaluate_topn, relevant_pairs
+from llmcf.eval.topn import (
+    RandomOrder,
+    cold_items,
+    evaluate_topn,
+    expected_random_metrics,
+    relevant_pairs,
+)
 from llmcf.ranking import RankingConfig, cosine_neighbors, interaction_weights
 
 
@@ -144,7 +150,7 @@ def test_evaluate_topn_rows_and_skips() -> None:
     rel_u, _ = relevant_pairs(test, 3.0)
     assert row["n_users_evaluated"] == len(np.unique(rel_u))
     assert 0 <= row["ndcg@5"] <= 1 and row["retriever_recall@8"] >= row["recall@5"]
-    assert row["protocol"] == "full"
+    assert row["protocol"] == "full" and row["candidates"] == "all"
     sampled = evaluate_topn(
         [_Fold("loo", ds, fold.train, fold.test)],
         ["item-knn"],
@@ -183,6 +189,93 @@ def test_evaluate_topn_with_a_reranker_reports_weight_and_latency() -> None:
     assert rr["n_rerank_fallbacks"] == 0
     if rr["weight"] == 0.0:  # w = 0 must reproduce the CF lists exactly
         assert rr["ndcg@5"] == pytest.approx(rows[0]["ndcg@5"])
+
+
+def test_evaluate_topn_rejects_bad_candidates_and_baselines() -> None:
+    ds = random_dataset(5, n_users=20, n_items=10, density=0.5)
+    loo = leave_one_out_split(ds)[0]
+    fold = [_Fold("loo", ds, loo.train, loo.test)]
+    with pytest.raises(ConfigError, match="candidates must be one of all, cold"):
+        evaluate_topn(fold, ["item-knn"], candidates="warm", progress=False)
+    with pytest.raises(ConfigError, match="unknown baseline 'popular'"):
+        evaluate_topn(fold, ["item-knn"], baselines=["popular"], progress=False)
+    with pytest.raises(ConfigError, match="sampled metrics combine with neither"):
+        evaluate_topn(fold, ["item-knn"], baselines=["random"], sampled=3, progress=False)
+    with pytest.raises(ConfigError, match="does not combine with re-rankers"):
+        evaluate_topn(
+            fold,
+            ["item-knn"],
+            candidates="cold",
+            rerankers={"x": lambda t, x: None},
+            progress=False,
+        )
+    # every item of a loo fold on this dense data set keeps a training interaction
+    assert len(cold_items(ds, ds.subset(fold[0].train))) == 0
+    with pytest.raises(ConfigError, match="has no cold items"):
+        evaluate_topn(fold, ["item-knn"], candidates="cold", progress=False)
+
+
+def test_random_order_is_seeded_uniform_and_blockwise_stable() -> None:
+    ds = random_dataset(4, n_users=30, n_items=12, density=0.3)
+    model = RandomOrder(seed=3).fit(ds)
+    users = np.arange(ds.n_users)
+    a = model.recommend_many(users, 5)
+    b = model.recommend_many(users, 5, block_size=4)
+    np.testing.assert_array_equal(a.items, b.items)
+    assert not a.was_fallback.any()
+    other = RandomOrder(seed=4).fit(ds).recommend_many(users, 5)
+    assert not np.array_equal(a.items, other.items)
+    R = ds.matrix()
+    for u in users:  # seen items are excluded as for every model
+        assert not set(R[u].indices) & set(a.items[u][a.items[u] >= 0].tolist())
+    cand = np.array([1, 4, 7])
+    c = model.recommend_many(users, 5, candidates=cand)
+    assert set(c.items[c.items >= 0].tolist()) <= set(cand.tolist())
+    # the first place is uniform over the candidates: check the frequencies roughly
+    firsts = np.concatenate(
+        [
+            RandomOrder(seed=s).fit(ds).recommend_many(users, 1, candidates=cand).items[:, 0]
+            for s in range(40)
+        ]
+    )
+    firsts = firsts[firsts >= 0]
+    freq = np.bincount(firsts, minlength=ds.n_items)[cand] / len(firsts)
+    assert np.all(np.abs(freq - 1 / 3) < 0.08)
+
+
+def test_expected_random_metrics_by_hand_and_by_simulation() -> None:
+    # 2 users, 5 items; user 0 saw item 0, relevant {1, 2}; user 1 saw nothing, relevant {4}
+    seen = sp.csr_matrix(([1.0], ([0], [0])), shape=(2, 5))
+    rel = sp.csr_array((np.ones(3, bool), ([0, 0, 1], [1, 2, 4])), shape=(2, 5))
+    allowed = np.ones(5, dtype=bool)
+    got = expected_random_metrics(seen, rel, allowed, 2)
+    d = 1 + 1 / np.log2(3)
+    # user 0: C = 4, R = 2 -> E[DCG] = 2/4 * d, IDCG = d; user 1: C = 5, R = 1, IDCG = 1
+    assert got["expected_ndcg@2"] == pytest.approx((0.5 + 0.2 * d) / 2)
+    assert got["expected_recall@2"] == pytest.approx((2 / 4 + 2 / 5) / 2)
+    # only items 2, 3, 4 allowed: user 0 C = 3, R = 1 (item 1 is not a candidate)
+    allowed = np.array([False, False, True, True, True])
+    got = expected_random_metrics(seen, rel, allowed, 2)
+    assert got["expected_ndcg@2"] == pytest.approx((d / 3 / d + d / 3) / 2)
+    assert got["expected_recall@2"] == pytest.approx((1 / 2 * 2 / 3 + 2 / 3) / 2)
+    # simulation through the ranking path agrees with the expectation
+    from llmcf.eval.metrics import ranking_report
+
+    ds = random_dataset(8, n_users=40, n_items=15, density=0.3)
+    train_rows = ds.matrix()
+    rng = np.random.default_rng(0)
+    shape = train_rows.shape
+    rel_rows = sp.csr_array((rng.random(shape) < 0.2) & (train_rows.toarray() == 0))
+    users = np.arange(shape[0])
+    exp = expected_random_metrics(train_rows, rel_rows, np.ones(shape[1], bool), 3)
+    sims = [
+        ranking_report(RandomOrder(s).fit(ds).recommend_many(users, 3).items, rel_rows, 3)
+        for s in range(60)
+    ]
+    assert np.mean([r["ndcg@3"] for r in sims]) == pytest.approx(exp["expected_ndcg@3"], abs=0.02)
+    assert np.mean([r["recall@3"] for r in sims]) == pytest.approx(
+        exp["expected_recall@3"], abs=0.02
+    )
 
 
 @pytest.mark.realdata

@@ -153,7 +153,7 @@ def test_text_neighbours_for_new_items() -> None:
     from llmcf.text.fused import TItemKNN
 
     ds = make_dataset()
-    model = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.5).fit(ds)
     sm = ServingModel(model)
     assert sm.info()["text_neighbours"]
     text = TITLES[0]  # a new item described like m0

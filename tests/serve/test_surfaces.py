@@ -130,7 +130,7 @@ def test_put_item_text_serves_a_new_item_through_text(make_client: Any, tmp_path
     from llmcf.text.fused import TItemKNN
 
     ds = make_dataset()
-    model = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.5).fit(ds)
     settings = ServeSettings(events_db=str(tmp_path / "e.sqlite"), api_key=API_KEY)
     with TestClient(create_app(settings, model=ServingModel(model))) as client:
         _put_item_journey(client, TITLES[0])
@@ -158,3 +158,32 @@ def _put_item_journey(client: Any, text: str) -> None:
     recs = client.get("/v1/users/visitor/recommendations", params={"n": 3}).json()
     assert not recs["was_fallback"] and recs["items"][0]["source"] == "text"
     assert client.put("/v1/items/x", json={"text": ""}, headers=auth()).status_code == 422
+
+
+def test_event_values_are_checked_against_the_model(client: Any) -> None:
+    """A rating off the model's scale or a negative quantity is refused (422, naming the
+    event), and nothing of the batch is stored."""
+    ok = {"user_id": "u1", "item_id": "i1", "type": "view"}
+    for bad, word in (
+        ({"user_id": "u1", "item_id": "i2", "type": "rating", "value": 1e9}, "rating scale"),
+        ({"user_id": "u1", "item_id": "i2", "type": "rating", "value": 0.0}, "rating scale"),
+        ({"user_id": "u1", "item_id": "i2", "type": "purchase", "value": -1e9}, "quantity"),
+        ({"user_id": "u1", "item_id": "i2", "type": "cart", "value": 0}, "quantity"),
+    ):
+        r = client.post("/v1/events", json={"events": [ok, bad]}, headers=auth())
+        assert r.status_code == 422 and "events[1]" in r.text and word in r.text, r.text
+    r = client.post("/v1/events", json={"events": [ok]}, headers=auth())
+    assert r.status_code == 201 and r.json()["accepted"] == 1  # nothing of the refused batches
+
+
+def test_reused_event_id_with_another_payload_is_a_conflict(client: Any) -> None:
+    first = {"user_id": "u1", "item_id": "i1", "type": "view", "event_id": "e-1"}
+    assert client.post("/v1/events", json={"events": [first]}, headers=auth()).status_code == 201
+    retry = client.post("/v1/events", json={"events": [first]}, headers=auth())
+    assert retry.status_code == 201 and retry.json() == {"accepted": 0, "duplicates": 1}
+    other = {**first, "item_id": "i2"}
+    r = client.post("/v1/events", json={"events": [other]}, headers=auth())
+    assert r.status_code == 409 and "e-1" in r.text
+    same_batch = [{**first, "event_id": "e-2"}, {**other, "event_id": "e-2"}]
+    r = client.post("/v1/events", json={"events": same_batch}, headers=auth())
+    assert r.status_code == 409 and "e-2" in r.text

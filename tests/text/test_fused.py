@@ -201,7 +201,7 @@ def test_sparse_union_keeps_text_only_neighbours() -> None:
 def test_cold_item_gets_predictions_and_recommendations() -> None:
     ds = make_dataset()
     plain = ItemKNN(k=3).fit(ds)
-    model = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.3).fit(ds)
     _, fb_plain = plain.predict_detailed(np.array([0]), np.array([5]))
     est, fb = model.predict_detailed(np.array([0, 2]), np.array([5, 5]))
     assert fb_plain[0] and not fb.any()
@@ -337,3 +337,57 @@ def test_shipped_model_contract(cls: type) -> None:
     from llmcf.testing.contracts import check_model_contract
 
     check_model_contract(lambda: cls(k=3, embedder=FakeEmbedder()), make_dataset())
+
+
+# ---------------------------------------------------------------------------- T-ranking
+def test_t_ranking_weight_zero_is_exactly_the_plain_ranking() -> None:
+    ds = make_dataset()
+    plain = ItemKNN(k=3).fit(ds)
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.0).fit(ds)
+    users = np.arange(ds.n_users)
+    a, b = model.recommend_many(users, 6), plain.recommend_many(users, 6)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_t_ranking_blends_text_into_the_ranking_similarity() -> None:
+    ds = make_dataset()
+    plain = ItemKNN(k=3).fit(ds)
+    w = 0.4
+    model = TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=w).fit(ds)
+    S = plain.ranking_neighbors().toarray()
+    v = unit([VECTORS[t] for t in TITLES]).astype(np.float64)
+    cos = np.maximum(v @ v.T, 0.0)
+    np.fill_diagonal(cos, 0.0)
+    expected = (1 - w) * S + w * cos  # every pair is a neighbour on 6 items
+    np.testing.assert_allclose(model.ranking_neighbors().toarray(), expected, atol=1e-12)
+
+
+def test_t_ranking_weight_is_chosen_on_training_data_only() -> None:
+    """The weight comes from a carve of the data given to fit: whatever test data an
+    experiment holds, refitting on the same training data chooses the same weight, and the
+    grid includes 0 (the plain model)."""
+    from llmcf.text.fused import RANK_WEIGHT_GRID
+
+    ds = make_dataset()
+    first = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    again = TItemKNN(k=3, embedder=FakeEmbedder()).fit(ds)
+    assert first.rank_weight_ == again.rank_weight_ and first.rank_weight_ in RANK_WEIGHT_GRID
+    assert [row["rank_weight"] for row in first.rank_results_] == list(RANK_WEIGHT_GRID)
+    assert 0.0 in RANK_WEIGHT_GRID
+
+
+def test_no_item_text_gives_the_plain_ranking() -> None:
+    class Blank(FakeEmbedder):
+        def embed(self, texts, batch_size=32, progress=False):  # type: ignore[no-untyped-def]
+            return np.zeros((len(texts), 3), dtype=np.float32)
+
+    ds = make_dataset()
+    with pytest.warns(UserWarning, match="no item has text"):
+        model = TItemKNN(k=3, embedder=Blank()).fit(ds)
+    assert model.rank_weight_ == 0.0
+    plain = ItemKNN(k=3).fit(ds)
+    users = np.arange(ds.n_users)
+    np.testing.assert_array_equal(
+        model.recommend_many(users, 6).items, plain.recommend_many(users, 6).items
+    )

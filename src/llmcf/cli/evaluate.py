@@ -14,6 +14,8 @@ from llmcf.errors import LlmcfError
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "task", "ratings") == "topn":
         return run_evaluate_topn(args, _model_options(args))
+    if getattr(args, "candidates", "all") != "all" or getattr(args, "baselines", None):
+        raise LlmcfError("--candidates and --baselines apply to --task topn only")
     from llmcf.eval.runner import evaluate_ratings, iter_folds, write_predictions
     from llmcf.models import make_model
 
@@ -64,12 +66,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baselines(args: argparse.Namespace) -> list[str]:
+    """``--baselines``: names, ``none`` for no row; default random with --candidates cold."""
+    from llmcf.eval.topn import BASELINES
+
+    candidates = getattr(args, "candidates", "all")
+    names = getattr(args, "baselines", None)
+    if names is None:
+        return ["random"] if candidates == "cold" else []
+    if "none" in names:
+        if len(names) > 1:
+            raise LlmcfError(f"--baselines none cannot be combined with others: {names}")
+        return []
+    bad = [name for name in names if name not in BASELINES]
+    if bad:
+        raise LlmcfError(
+            f"unknown baseline {bad[0]!r}; --baselines takes {', '.join(BASELINES)} or none"
+        )
+    return list(names)
+
+
 def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -> int:
     """``llmcf evaluate --task topn``."""
     from llmcf.eval.report import format_table, write_json
     from llmcf.eval.runner import iter_folds
     from llmcf.eval.topn import evaluate_topn, make_reranker_factory
 
+    candidates = getattr(args, "candidates", "all")
+    baselines = _baselines(args)
     folds = list(iter_folds(args.data, args.split, seed=args.seed))
     rerankers = {
         name: make_reranker_factory(name, n_threads=args.llm_threads, mode=args.llm_mode)
@@ -93,6 +117,8 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         seed=args.seed,
         progress=not args.quiet,
         on_skip=lambda msg: print(f"warning: {msg}", file=sys.stderr),
+        candidates=candidates,
+        baselines=baselines,
     )
     elapsed = time.perf_counter() - t0
     if not rows:
@@ -108,12 +134,24 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
     ]
     if args.sampled is None:
         metrics += [f"retriever_recall@{m}", "weight", "rerank_p50_seconds", "rerank_p95_seconds"]
+    if baselines:
+        metrics += [f"expected_ndcg@{n}", f"expected_recall@{n}"]
     print(format_table(rows, metrics))
-    protocol = (
-        "full ranking over all unseen items"
-        if args.sampled is None
-        else f"SAMPLED: relevant items among {args.sampled} random unseen items"
-    )
+    if args.sampled is not None:
+        protocol = f"SAMPLED: relevant items among {args.sampled} random unseen items"
+    elif candidates == "cold":
+        n_cold = sorted({r["n_cold_items"] for r in rows if "n_cold_items" in r})
+        protocol = (
+            f"ranking only the fold's cold items ({', '.join(map(str, n_cold))} item(s) with "
+            "no training interaction); relevant = cold test items"
+        )
+    else:
+        protocol = "full ranking over all unseen items"
+    if baselines:
+        protocol += (
+            "; random = seeded random order of the same candidates "
+            "(expected_* = its analytic expectation)"
+        )
     rel = "all test interactions" if relevance is None else f"test rating >= {relevance:g}"
     print(f"{len(folds)} fold(s), relevant = {rel}, {protocol}; {elapsed:.1f} s")
     if args.report:
@@ -128,6 +166,8 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
             "rerank": args.rerank,
             "n_candidates": args.n_candidates,
             "protocol": "full" if args.sampled is None else f"sampled-{args.sampled}",
+            "candidates": candidates,
+            "baselines": baselines,
             "max_users": args.max_users,
             "seconds": elapsed,
         }

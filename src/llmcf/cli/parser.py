@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--split",
         default="u1-u5",
-        help="u1..u5, u1-u5, ua, ub, kfold:5, random:0.2, temporal:0.2, coldstart",
+        help="u1..u5, u1-u5, ua, ub, kfold:5, random:0.2, temporal:0.2, holdout:0.2, loo, "
+        "coldstart[:M] (cold users and items keeping M interactions), coldstart-items:F (ALL "
+        "interactions of a seeded fraction F of the items go to test, 0 < F < 1; seed: --seed)",
     )
     ev.add_argument(
         "--model",
@@ -231,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=200,
         help="topn: validation users for choosing the fusion weight",
+    )
+    ev.add_argument(
+        "--candidates",
+        choices=["all", "cold"],
+        default="all",
+        help="topn: all (default) ranks every unseen item; cold ranks only the fold's cold "
+        "items (an interaction in the data, none in the fold's training part; with "
+        "--split coldstart-items:F exactly the moved items)",
+    )
+    ev.add_argument(
+        "--baselines",
+        type=_name_list,
+        default=None,
+        help="topn: comma list of baseline rows, 'random' (seeded random order of the same "
+        "candidates, with its analytic expected_ndcg/recall) or 'none'; default: random with "
+        "--candidates cold, none otherwise",
     )
     ev.add_argument(
         "--llm-mode",

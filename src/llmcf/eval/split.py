@@ -7,16 +7,29 @@ given ``seed``, deterministic.
 
 :func:`parse_split` turns a spec string into a splitter:
 
-=================  ==========================================================================
-``kfold:K``        K shuffled folds; every interaction is in exactly one test fold
-``random:F``       one fold; a random fraction F of the interactions is the test set
-``temporal:F``     one fold; the latest fraction F of the interactions by timestamp is the test
-                   set (a global time cutoff; needs timestamps)
-``coldstart[:M]``  one fold; 20% of the users and 20% of the items are "cold" and keep at most
-                   M (default 3) interactions each in train (see :func:`coldstart_split`)
-``loo``            one fold; each user's last interaction is the test set (leave one out)
-``holdout:F``      one fold; a random fraction F of each user's interactions is the test set
-=================  ==========================================================================
+=======================  ====================================================================
+``kfold:K``              K shuffled folds; every interaction is in exactly one test fold
+``random:F``             one fold; a random fraction F of the interactions is the test set
+``temporal:F``           one fold; the latest fraction F of the interactions by timestamp is
+                         the test set (a global time cutoff; needs timestamps)
+``coldstart[:M]``        one fold; 20% of the users and 20% of the items are "cold" and keep at
+                         most M (default 3) interactions each in train (:func:`coldstart_split`)
+``coldstart-items[:F]``  one fold of strictly cold *items*: ALL interactions of a seeded
+                         fraction F (0 < F < 1, default 0.2) of the items are the test set
+                         (:func:`coldstart_items_split`)
+``loo``                  one fold; each user's last interaction is the test set (leave one out)
+``holdout:F``            one fold; a random fraction F of each user's interactions is the test
+                         set
+=======================  ====================================================================
+
+``coldstart`` mixes cold users and items that keep a few training interactions;
+``coldstart-items`` is the item cold-start protocol: the cold items have no training
+interaction at all, while the training data keeps every other interaction (every user
+keeps their warm interactions; a user who only ever met cold items has an empty training
+row) and, as in every split, the dataset's user and item vocabularies and catalogs are kept
+whole, so a text model can still score the cold items from their text (the kNN models give
+them no score). ``llmcf evaluate --task topn --candidates cold`` ranks
+exactly these items.
 
 The MovieLens file splits ``u1``..``u5``, ``u1-u5``, ``ua`` and ``ub`` are read from files by
 the data loaders, not computed here: :func:`is_file_split` recognises them and
@@ -38,6 +51,7 @@ __all__ = [
     "SPLIT_FORMS",
     "Fold",
     "Splitter",
+    "coldstart_items_split",
     "coldstart_split",
     "holdout_split",
     "is_file_split",
@@ -53,6 +67,7 @@ SPLIT_FORMS = (
     "random:F (0 < F < 1)",
     "temporal:F (0 < F < 1)",
     "coldstart or coldstart:M (M >= 0)",
+    "coldstart-items or coldstart-items:F (0 < F < 1)",
     "loo",
     "holdout:F (0 < F < 1)",
     "u1..u5, u1-u5, ua, ub (file splits, see is_file_split)",
@@ -197,6 +212,38 @@ def coldstart_split(
     return [_fold("coldstart", n, test)]
 
 
+def coldstart_items_split(
+    dataset: Dataset, cold_fraction: float = 0.2, seed: int = 0
+) -> list[Fold]:
+    """One fold whose test set is ALL interactions of a seeded random set of cold items.
+
+    Among the ``n`` items with at least one interaction (items of the vocabulary without any,
+    e.g. catalog-only items, are never drawn), ``round(cold_fraction * n)`` items, clipped to
+    ``1 .. n - 1``, are drawn without replacement with ``numpy.random.default_rng(seed)``. Every
+    interaction of a cold item is in test, every other interaction in train: no cold item has a
+    training interaction, every warm item keeps all of its own. The vocabularies are those of
+    the dataset (``dataset.subset`` keeps them), so the cold items stay known to the models.
+
+    Raises:
+        ConfigError: ``cold_fraction`` not in (0, 1).
+        DataError: fewer than 2 items have an interaction.
+    """
+    if not 0.0 < cold_fraction < 1.0:
+        raise ConfigError(
+            f"coldstart-items: the cold-item fraction F must be in (0, 1), got {cold_fraction!r}"
+        )
+    active = np.unique(dataset.item_idx)
+    if active.size < 2:
+        raise DataError(
+            f"coldstart-items needs at least 2 items with interactions; dataset "
+            f"{dataset.name!r} has {active.size}"
+        )
+    n_cold = min(max(round(cold_fraction * active.size), 1), active.size - 1)
+    cold = np.zeros(dataset.n_items, dtype=bool)
+    cold[np.random.default_rng(seed).choice(active, size=n_cold, replace=False)] = True
+    return [_fold("coldstart-items", len(dataset), cold[dataset.item_idx])]
+
+
 def leave_one_out_split(dataset: Dataset) -> list[Fold]:
     """One fold whose test set is each user's last interaction: the latest timestamp, ties (and
     datasets without timestamps) broken by input order, later = newer. Users with fewer than 2
@@ -301,6 +348,16 @@ def parse_split(spec: str, seed: int = 0) -> Splitter:
 
         def split(ds: Dataset) -> list[Fold]:
             return coldstart_split(ds, max_train, seed)
+    elif name == "coldstart-items" and (arg or ":" not in text):
+        cold_fraction = float(_number(spec, arg, float)) if arg else 0.2
+        if not 0.0 < cold_fraction < 1.0:
+            raise ConfigError(
+                f"split {spec!r}: the cold-item fraction F must be in (0, 1), got {arg}; "
+                "e.g. coldstart-items:0.2 moves all interactions of 20% of the items to test"
+            )
+
+        def split(ds: Dataset) -> list[Fold]:
+            return coldstart_items_split(ds, cold_fraction, seed)
     elif text == "loo":
         split = leave_one_out_split
     else:

@@ -8,6 +8,24 @@ Protocol (per fold):
 * **full ranking** (default): every item the user did not interact with in train is a
   candidate; the metrics (:func:`llmcf.eval.metrics.ranking_report`) are Precision, Recall,
   NDCG, HitRate and MRR at N, plus catalog coverage of the top N of all evaluated users.
+* **candidates** (``candidates=``, rows record it in ``candidates``): ``"all"`` (default)
+  ranks every item the user did not interact with in train (full ranking above); ``"cold"``
+  ranks only the fold's **cold items**, :func:`cold_items`: the items with an interaction in
+  the fold's data set but none in its training part (for ``--split coldstart-items:F``
+  exactly the moved items; catalog-only items without any interaction are not cold
+  candidates). In ``"cold"`` mode a user's relevant items are their relevant test items that
+  are cold (for ``coldstart-items`` all of them), so only users with one are evaluated;
+  rows add ``n_cold_items``. Both modes pass the candidate set to ``model.recommend_many``
+  (:func:`llmcf.ranking.path.rank`), nothing is re-ranked here. A fold without cold items
+  raises :class:`~llmcf.errors.ConfigError`. ``"cold"`` combines with neither ``sampled``
+  nor re-rankers.
+* **random baseline** (``baselines=("random",)``; ``llmcf evaluate`` adds it by default
+  with ``--candidates cold``): a row ``random`` per fold whose lists are a seeded uniformly
+  random order of the same candidate set (the same users, exclusions and candidates, through
+  the same ranking path: :class:`RandomOrder` scores each (user, item) with a uniform
+  random number from ``default_rng([seed, user + 1])``). The row also holds the analytic
+  expectation over random orders, ``expected_ndcg@N`` and ``expected_recall@N``
+  (:func:`expected_random_metrics`), so the empirical row's sampling noise can be judged.
 * ``sampled=K`` (an option, rows labelled ``protocol = "sampled-K"``): each user's relevant
   items are ranked among K random unseen items instead (Krichene & Rendle 2020 show that
   sampled metrics can disagree with full ranking: use only for comparison with papers).
@@ -26,16 +44,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
+from llmcf.base import Model
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 from llmcf.eval.metrics import ranking_report, relevance_matrix
+from llmcf.ranking.lists import SOURCE_MODEL
 from llmcf.rerank.reranker import RerankCache
 
-__all__ = ["RerankerFactory", "evaluate_topn", "make_reranker_factory", "relevant_pairs"]
+if TYPE_CHECKING:
+    from llmcf.ranking.path import Histories
+
+__all__ = [
+    "BASELINES",
+    "CANDIDATE_MODES",
+    "RandomOrder",
+    "RerankerFactory",
+    "cold_items",
+    "evaluate_topn",
+    "expected_random_metrics",
+    "make_reranker_factory",
+    "relevant_pairs",
+]
+
+#: the values of ``evaluate_topn(candidates=...)`` and ``llmcf evaluate --candidates``
+CANDIDATE_MODES = ("all", "cold")
+#: the baselines ``evaluate_topn(baselines=...)`` can add
+BASELINES = ("random",)
 
 #: builds a re-ranker for a fold from (training data, item texts)
 RerankerFactory = Callable[[Dataset, list[str]], Any]
@@ -47,6 +86,96 @@ def relevant_pairs(test: Dataset, relevance: float | None) -> tuple[np.ndarray, 
     if relevance is not None and test.feedback == "explicit":
         keep = test.rating >= relevance
     return test.user_idx[keep], test.item_idx[keep]
+
+
+def cold_items(dataset: Dataset, train: Dataset) -> np.ndarray:
+    """Sorted int64 indices of the cold items of a fold: an interaction in ``dataset`` (the
+    fold's whole data set) but none in ``train``."""
+    counts = dataset.item_counts()
+    trained = np.bincount(train.item_idx, minlength=len(counts))[: len(counts)]
+    return np.flatnonzero((counts > 0) & (trained == 0)).astype(np.int64)
+
+
+class RandomOrder(Model):
+    """The random-order baseline of top-N evaluation (not a registered model).
+
+    ``score_histories`` gives user ``u`` the scores ``default_rng([seed, u + 1]).random(n_items)``
+    (every item scored, so no fallback), i.e. through :func:`llmcf.ranking.path.rank` a
+    uniformly random order of the user's candidates that is the same in every block and
+    every run for a given seed.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = int(seed)
+        self.mu_ = None
+
+    def fit(self, dataset: Dataset) -> RandomOrder:
+        self._begin_fit(dataset)
+        self.mu_ = dataset.global_mean()
+        return self
+
+    def ranking_source(self) -> str:
+        return SOURCE_MODEL
+
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
+        n_items = len(self.items_)
+        out = np.empty((len(h), n_items))
+        for row, u in enumerate(h.users.tolist()):
+            out[row] = np.random.default_rng([self.seed, int(u) + 1]).random(n_items)
+        return out, None
+
+    def predict_detailed(
+        self, user_idx: np.ndarray, item_idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The training mean for every pair, all flagged as fallbacks (no rating model)."""
+        self._check_fitted()
+        u = np.asarray(user_idx).ravel()
+        return np.full(len(u), self.mu_, dtype=np.float64), np.ones(len(u), dtype=bool)
+
+
+def expected_random_metrics(
+    seen: sp.csr_matrix | sp.csr_array,
+    relevant: sp.csr_matrix | sp.csr_array,
+    allowed: np.ndarray,
+    n: int,
+) -> dict[str, float]:
+    """Expected NDCG@n and Recall@n of a uniformly random order of each user's candidates.
+
+    ``seen``, ``relevant``: (users, n_items) structures (training items, relevant items);
+    ``allowed``: bool (n_items,), the candidate set before exclusions. User u has
+    ``C`` candidates (allowed, not seen) of which ``R`` are relevant; every position of a
+    random order holds a relevant item with probability ``R / C``, so with
+    ``k = min(n, C)``: ``E[DCG] = R / C * sum_{r<=k} 1 / log2(r + 1)``, ``E[NDCG] = E[DCG] /
+    IDCG(|relevant(u)|)`` and ``E[Recall] = R / |relevant(u)| * k / C``; the means are over the
+    users with a relevant item (as :func:`~llmcf.eval.metrics.ranking_report`). Keys
+    ``expected_ndcg@n``, ``expected_recall@n`` (NaN without users).
+    """
+    cols = np.flatnonzero(np.asarray(allowed, dtype=bool))
+    rel_c = sp.csr_array(relevant, dtype=bool)[:, cols]
+    seen_c = sp.csr_array(seen, dtype=bool)[:, cols]
+    n_rel = _row_nnz(relevant)
+    n_cand = len(cols) - _row_nnz(seen_c)
+    r_cand = _row_nnz(rel_c) - _row_nnz(rel_c.multiply(seen_c))
+    discount = np.concatenate(([0.0], np.cumsum(1.0 / np.log2(np.arange(2, n + 2)))))
+    k = np.minimum(n, n_cand)
+    share = np.divide(r_cand, n_cand, out=np.zeros(len(n_cand)), where=n_cand > 0)
+    ok = n_rel > 0
+    if not ok.any():
+        return {f"expected_ndcg@{n}": float("nan"), f"expected_recall@{n}": float("nan")}
+    ndcg = share[ok] * discount[k[ok]] / discount[np.minimum(n_rel[ok], n)]
+    recall = np.divide(r_cand[ok] * k[ok], n_rel[ok] * np.maximum(n_cand[ok], 1))
+    return {f"expected_ndcg@{n}": float(ndcg.mean()), f"expected_recall@{n}": float(recall.mean())}
+
+
+def _row_nnz(m: Any) -> np.ndarray:
+    """Stored non-zero entries per row of a sparse matrix (duplicates summed, zeros dropped)."""
+    csr = sp.csr_array(m, dtype=bool, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    return np.diff(csr.indptr).astype(np.int64)
 
 
 def make_reranker_factory(
@@ -104,12 +233,16 @@ def evaluate_topn(
     seed: int = 0,
     progress: bool = True,
     on_skip: Callable[[str], None] | None = None,
+    candidates: str = "all",
+    baselines: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run the protocol of the module docstring; one row per (method, fold).
 
     ``folds`` yield objects with ``name``, ``dataset``, ``train``, ``test`` (as
     :func:`llmcf.eval.runner.iter_folds`). A model name that cannot be built (e.g. ``t-item-knn``
-    when the text layer is absent) is skipped with a message to ``on_skip``.
+    when the text layer is absent) is skipped with a message to ``on_skip``. ``candidates``:
+    ``"all"`` or ``"cold"``; ``baselines``: names from :data:`BASELINES`, one row each per fold
+    after the models' rows.
     """
     from tqdm.auto import tqdm
 
@@ -120,16 +253,55 @@ def evaluate_topn(
         raise ConfigError(f"n and n_candidates must be >= 1, got {n}, {n_candidates}")
     if sampled is not None and sampled < 1:
         raise ConfigError(f"sampled must be >= 1, got {sampled}")
+    if candidates not in CANDIDATE_MODES:
+        raise ConfigError(
+            f"candidates must be one of {', '.join(CANDIDATE_MODES)}, got {candidates!r}"
+        )
+    baselines = list(dict.fromkeys(baselines))
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ConfigError(
+            f"unknown baseline {unknown[0]!r}; valid baselines: {', '.join(BASELINES)}"
+        )
     options = {k: v for k, v in (options or {}).items() if v is not None}
     rerankers = dict(rerankers or {})
+    if sampled is not None and (candidates != "all" or baselines):
+        raise ConfigError(
+            "sampled metrics combine with neither candidates='cold' nor baselines; "
+            "use the full-ranking protocol (no sampled) for cold-start and random rows"
+        )
+    if candidates == "cold" and rerankers:
+        raise ConfigError(
+            "candidates='cold' does not combine with re-rankers: the re-ranking pipeline "
+            "ranks all unseen items"
+        )
     rows: list[dict[str, Any]] = []
     skipped: set[str] = set()
     fold_list = list(folds)
-    bar = tqdm(total=len(fold_list) * len(models), disable=not progress, desc="top-N", unit="fit")
+    bar = tqdm(
+        total=len(fold_list) * (len(models) + len(baselines)),
+        disable=not progress,
+        desc="top-N",
+        unit="fit",
+    )
     for fold in fold_list:
         train = fold.dataset.subset(fold.train)
         test = fold.dataset.subset(fold.test)
         rel_u, rel_i = relevant_pairs(test, relevance)
+        cand: np.ndarray | None = None
+        allowed = np.ones(train.n_items, dtype=bool)
+        if candidates == "cold":
+            cand = cold_items(fold.dataset, train)
+            if not len(cand):
+                raise ConfigError(
+                    f"candidates='cold': fold {fold.name!r} has no cold items (every item with "
+                    "an interaction has one in its training data); use a cold-item split such "
+                    "as --split coldstart-items:0.2"
+                )
+            allowed = np.zeros(train.n_items, dtype=bool)
+            allowed[cand] = True
+            keep = allowed[rel_i]
+            rel_u, rel_i = rel_u[keep], rel_i[keep]
         relevant = relevance_matrix(rel_u, rel_i, train.n_users, train.n_items)
         users = np.unique(rel_u)
         if max_users is not None and len(users) > max_users:
@@ -155,7 +327,10 @@ def evaluate_topn(
                 "fold": fold.name,
                 "fit_seconds": fit_s,
                 "protocol": "full" if sampled is None else f"sampled-{sampled}",
+                "candidates": candidates,
             }
+            if cand is not None:
+                base["n_cold_items"] = len(cand)
             if sampled is not None:
                 recs_items = _sampled_lists(model, train, users, rel_rows, sampled, n, seed)
                 rows.append({"model": name, **base, **ranking_report(recs_items, rel_rows, n)})
@@ -163,7 +338,7 @@ def evaluate_topn(
                 continue
             t0 = time.perf_counter()
             m = max(n, n_candidates)
-            recs = model.recommend_many(users, m)
+            recs = model.recommend_many(users, m, candidates=cand)
             rec_s = time.perf_counter() - t0
             report = ranking_report(recs.items[:, :n], rel_rows, n)
             retr = ranking_report(recs.items, rel_rows, m)
@@ -225,8 +400,48 @@ def evaluate_topn(
                     }
                 )
             bar.update(1)
+        for bname in baselines:
+            bar.set_postfix_str(f"{bname} {fold.name}")
+            rows.append(
+                _random_row(train, users, rel_rows, n, max(n, n_candidates), cand, allowed, seed)
+                | {"fold": fold.name, "candidates": candidates}
+                | ({} if cand is None else {"n_cold_items": len(cand)})
+            )
+            bar.update(1)
     bar.close()
     return rows
+
+
+def _random_row(
+    train: Dataset,
+    users: np.ndarray,
+    rel_rows: Any,
+    n: int,
+    m: int,
+    cand: np.ndarray | None,
+    allowed: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """The ``random`` baseline row of one fold (see the module docstring)."""
+    t0 = time.perf_counter()
+    model = RandomOrder(seed).fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recs = model.recommend_many(users, m, candidates=cand)
+    rec_s = time.perf_counter() - t0
+    retr = ranking_report(recs.items, rel_rows, m)
+    seen = model.train_matrix()[users]
+    return {
+        "model": "random",
+        "k": None,
+        "fit_seconds": fit_s,
+        "protocol": "full",
+        **ranking_report(recs.items[:, :n], rel_rows, n),
+        **expected_random_metrics(seen, rel_rows, allowed, n),
+        f"retriever_recall@{m}": retr[f"recall@{m}"],
+        "recommend_seconds": rec_s,
+        "n_cf_fallbacks": int(recs.was_fallback.sum()),
+    }
 
 
 def _model_factory(

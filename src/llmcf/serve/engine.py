@@ -41,6 +41,8 @@ from llmcf.serve.store import UserHistory
 from llmcf.text.neighbours import top_positive
 
 _MODEL_TOKENS = itertools.count(1)
+#: the largest quantity a view, cart or purchase event may carry
+MAX_QUANTITY = 10_000.0
 
 
 @dataclass
@@ -238,6 +240,24 @@ class ServingModel:
         if not rows:
             notes.append("items unknown to the model have no stored text: not folded in")
         return rows
+
+    def check_event(self, event_type: str, value: float | None) -> str | None:
+        """Why the model cannot take this event (None when it can): a rating outside the
+        model's rating scale, or a non-positive quantity for a view, cart or purchase."""
+        if value is None:
+            return None
+        scale = getattr(self.model, "rating_scale_", None)
+        if event_type == "rating":
+            if scale is not None and not scale[0] <= value <= scale[1]:
+                return f"rating {value:g} is outside the model's rating scale {scale[0]:g}..{scale[1]:g}"
+            if scale is None and value < 0:
+                return f"rating {value:g} must be >= 0 for an implicit-feedback model"
+            return None
+        if not 0 < value <= MAX_QUANTITY:
+            return (
+                f"{event_type} value (a quantity) must be in (0, {MAX_QUANTITY:g}], got {value:g}"
+            )
+        return None
 
     # ------------------------------------------------------------------ similar
     def similar(

@@ -15,7 +15,7 @@ from llmcf.serve import schemas as s
 from llmcf.serve.engine import RankedItems, ServingModel
 from llmcf.serve.state import AppState, load_serving_model
 from llmcf.serve.state import recommend as recommend_for
-from llmcf.serve.store import Event
+from llmcf.serve.store import Event, EventConflictError
 
 router = APIRouter()
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="LLMCF_API_KEY")
@@ -229,16 +229,29 @@ def predictions(body: s.PredictionBatch, model: Model) -> s.PredictionsOut:
     status_code=201,
     tags=["events"],
     dependencies=[Authorized],
-    responses={**AUTH_ERRORS, 422: ERRORS[422]},
+    responses={
+        **AUTH_ERRORS,
+        409: {"model": s.ErrorOut, "description": "an event_id reused with another payload"},
+        422: ERRORS[422],
+    },
 )
 def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
     """Store a batch of events durably (committed before this answers) and make them count in
     each user's next recommendations. A repeated ``event_id`` is stored once."""
+    model = state.model
+    if model is not None:  # values the loaded model cannot take are refused, none stored
+        for k, e in enumerate(body.events):
+            problem = model.check_event(e.type, e.value)
+            if problem:
+                raise HTTPException(status_code=422, detail=f"events[{k}]: {problem}")
     batch = [
         Event(e.user_id, e.item_id, e.type, e.value, e.timestamp, e.event_id, e.item_text)
         for e in body.events
     ]
-    result = state.store.add_events(batch)
+    try:
+        result = state.store.add_events(batch)
+    except EventConflictError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
     users = {e.user_id for e in batch}
     state.event_users.add(users)  # before the answer: the next read sees the events
     state.history.invalidate(users)

@@ -80,6 +80,21 @@ class UserHistory:
         return int(self.seq.shape[0])
 
 
+class EventConflictError(DataError):
+    """An ``event_id`` was reused with a different payload (not a retry)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event_id {event_id!r} is already used by an event with another user, item, "
+            "type or value; a retry must repeat the event unchanged"
+        )
+        self.event_id = event_id
+
+
+def _payload(user_id: str, item_id: str, event_type: str, value: float | None) -> tuple[Any, ...]:
+    return (str(user_id), str(item_id), str(event_type), None if value is None else float(value))
+
+
 @dataclass
 class IngestResult:
     accepted: int
@@ -192,7 +207,9 @@ class EventStore:
         """Store a batch in one transaction (committed, i.e. durable, when this returns).
 
         Events whose ``event_id`` is already stored, or repeated earlier in the batch, are
-        skipped and counted in ``duplicates``. Item texts given with the events are upserted.
+        skipped and counted in ``duplicates``; an ``event_id`` reused with another payload
+        (user, item, type or value) raises :class:`EventConflictError` and nothing of the
+        batch is stored. Item texts given with the events are upserted.
         """
         from sqlalchemy import select
 
@@ -201,14 +218,19 @@ class EventStore:
         now_ms = int(time.time() * 1000)
         now_s = now_ms // 1000
         seen_ids: set[str] = set()
+        payloads: dict[str, tuple[Any, ...]] = {}
         rows: list[dict[str, Any]] = []
         duplicates = 0
         for e in batch:
             if e.event_id is not None:
+                payload = _payload(e.user_id, e.item_id, e.type, e.value)
                 if e.event_id in seen_ids:
+                    if payloads[e.event_id] != payload:
+                        raise EventConflictError(e.event_id)
                     duplicates += 1
                     continue
                 seen_ids.add(e.event_id)
+                payloads[e.event_id] = payload
             rows.append(
                 {
                     "event_id": e.event_id,
@@ -224,11 +246,19 @@ class EventStore:
         lock = self._write_lock or _NULL_LOCK
         with lock, self.engine.begin() as conn:
             if seen_ids:
-                stored = set(
-                    conn.execute(
-                        select(events.c.event_id).where(events.c.event_id.in_(list(seen_ids)))
-                    ).scalars()
-                )
+                found = conn.execute(
+                    select(
+                        events.c.event_id,
+                        events.c.user_id,
+                        events.c.item_id,
+                        events.c.type,
+                        events.c.value,
+                    ).where(events.c.event_id.in_(list(seen_ids)))
+                ).all()
+                for r in found:
+                    if _payload(r[1], r[2], r[3], r[4]) != payloads[r[0]]:
+                        raise EventConflictError(r[0])
+                stored = {r[0] for r in found}
                 if stored:
                     duplicates += sum(1 for r in rows if r["event_id"] in stored)
                     rows = [r for r in rows if r["event_id"] not in stored]

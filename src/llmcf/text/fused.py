@@ -88,6 +88,8 @@ ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
 SHIFT_GRID = (0.0, 0.2, 0.4)
 AMPLIFY_GRID = (1.0, 2.0, 3.0, 4.0)
+#: text weights of the T-ranking tried on validation (0: the plain ranking similarity)
+RANK_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 #: the parameters ``--tune`` chooses (the blend); the others stay as configured
 BLEND_PARAMS = ("alpha", "beta", "shift", "power", "amplify")
 
@@ -112,6 +114,9 @@ class TextFusionConfig:
     tune: bool = False
     tune_fraction: float = 0.1
     tune_seed: int = 0
+    #: weight of text in the item ranking similarity (T-ItemKNN top-N); None: chosen on a
+    #: validation carve of the training data among RANK_WEIGHT_GRID (0 = no text allowed)
+    rank_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -138,6 +143,8 @@ class TextFusionConfig:
             raise ConfigError(f"unknown ann {self.ann!r}; valid: {', '.join(ANN_METHODS)}")
         if self.n_text_neighbors < 1:
             raise ConfigError(f"n_text_neighbors must be >= 1, got {self.n_text_neighbors}")
+        if self.rank_weight is not None and not 0.0 <= self.rank_weight <= 1.0:
+            raise ConfigError(f"rank_weight must be in [0, 1], got {self.rank_weight}")
         if not 0.0 < self.tune_fraction < 1.0:
             raise ConfigError(f"tune_fraction must be in (0, 1), got {self.tune_fraction}")
 
@@ -270,8 +277,94 @@ class _TextKNN(_KNN):
             self.tune_results_ = []
         components = self._fit_components(dataset, item_vectors, progress=progress)
         self._apply(components, params)
+        self.rank_weight_, self.rank_results_ = self._choose_rank_weight(dataset)
+        self._derived = {}
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    # ------------------------------------------------------------------ T-ranking
+    def _choose_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
+        """The text weight of the item ranking similarity (see :meth:`ranking_neighbors`):
+        the configured one, else the best on a validation carve of ``dataset`` (the training
+        data) among :data:`RANK_WEIGHT_GRID`; 0 for user-based models and without item text."""
+        tc = self.text_config
+        if self.user_based:
+            return 0.0, []
+        if not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
+            import warnings
+
+            warnings.warn(
+                f"{type(self).__name__}: no item has text; ranking with the plain model",
+                stacklevel=3,
+            )
+            return 0.0, []
+        if tc.rank_weight is not None:
+            return float(tc.rank_weight), []
+        from llmcf.eval.select import select
+
+        def fit(data: Dataset, setting: dict[str, Any]) -> Any:
+            probe = type(self)(
+                self.config,
+                replace(tc, tune=False, rank_weight=setting["rank_weight"]),
+                embedder=self._embedder,
+            )
+            probe.set_ranking(self.ranking)
+            return probe.fit(data)
+
+        grid = [{"rank_weight": w} for w in RANK_WEIGHT_GRID]
+        best, table = select(grid, fit, dataset, fraction=tc.tune_fraction, seed=tc.tune_seed)
+        return float(best["rank_weight"]), table
+
+    def ranking_neighbors(self) -> Any:
+        """Item-based: S_T = (1 - w) * S_k + w * max(0, cos_text), the implicit ranking
+        similarity of :mod:`llmcf.ranking.config` blended with item-text cosine (one fusion,
+        :func:`llmcf.text.fusion.fuse_similarity`, fixed blend), over the union of each item's
+        ranking neighbours and text neighbours; its ``n_neighbors`` best kept. ``w`` =
+        ``rank_weight_`` (0: exactly the plain ranking similarity)."""
+        w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
+        if self.user_based or w == 0.0:
+            return super().ranking_neighbors()
+        cfg = self.ranking
+
+        def build() -> Any:
+            from llmcf.ranking.config import lists_to_csr
+
+            plain = super(_TextKNN, self).ranking_neighbors().tocoo()
+            n = plain.shape[0]
+            vectors = self.item_vectors_
+            t_idx, _ = text_top_k(vectors, cfg.n_neighbors, self.text_config.ann)
+            t_rows = np.repeat(np.arange(n, dtype=np.int64), t_idx.shape[1])
+            t_cols = t_idx.ravel().astype(np.int64)
+            ok = (t_cols >= 0) & (t_cols != t_rows)
+            keys_cf = plain.row.astype(np.int64) * n + plain.col
+            keys = np.union1d(keys_cf, t_rows[ok] * n + t_cols[ok])
+            rows, cols = keys // n, keys % n
+            cf = np.zeros(len(keys))
+            cf[np.searchsorted(keys, keys_cf)] = plain.data
+            cos = np.empty(len(keys))
+            step = 1 << 16
+            for start in range(0, len(keys), step):
+                r, c = rows[start : start + step], cols[start : start + step]
+                cos[start : start + step] = np.einsum(
+                    "ij,ij->i", vectors[r].astype(np.float64), vectors[c].astype(np.float64)
+                )
+            fused = fuse_similarity(
+                cf, cos, np.zeros(len(keys)), fusion="fixed", alpha=1.0 - w, beta=1.0
+            )
+            keep = fused > 0
+            rows, cols, fused = rows[keep], cols[keep], fused[keep]
+            order = np.lexsort((cols, -fused, rows))
+            rows, cols, fused = rows[order], cols[order], fused[order]
+            starts = np.searchsorted(rows, np.arange(n))
+            rank = np.arange(len(rows)) - starts[rows]
+            top = rank < cfg.n_neighbors
+            idx = np.full((n, cfg.n_neighbors), -1, dtype=np.int64)
+            val = np.zeros((n, cfg.n_neighbors))
+            idx[rows[top], rank[top]] = cols[top]
+            val[rows[top], rank[top]] = fused[top]
+            return lists_to_csr(idx, val, n)
+
+        return self._cache("t_ranking_neighbors", build)
 
     def _fit_components(
         self, dataset: Dataset, item_vectors: np.ndarray, *, progress: bool = False
@@ -443,7 +536,11 @@ class _TextKNN(_KNN):
         return {**asdict(self.config), **asdict(self.text_config)}
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "params": self.params_}
+        return {
+            **super()._state(),
+            "params": self.params_,
+            "rank_weight": float(getattr(self, "rank_weight_", 0.0)),
+        }
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {**super()._arrays(), "item_vectors": self.item_vectors_}
@@ -455,7 +552,9 @@ class _TextKNN(_KNN):
         self.item_vectors_ = arrays.pop("item_vectors")
         self.x_vectors_ = arrays.pop("x_vectors", self.item_vectors_)
         self.params_ = state.get("params")
+        self.rank_weight_ = float(state.get("rank_weight", 0.0) or 0.0)
         self.tune_results_ = []
+        self.rank_results_ = []
         super()._restore(arrays, state)
         if self.item_vectors_.ndim != 2 or self.item_vectors_.shape[0] != len(self.items_):
             raise ValueError(
@@ -476,9 +575,18 @@ class _TextKNN(_KNN):
         return self._cache("text_index", build)
 
     def text_similarities(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The fused similarity of a new item with ``text`` to the catalog: the model's
-        formula with no co-ratings (cf = 0, support = 0), its ``k`` best positive entries."""
+        """Similarities of a new item with ``text`` to the catalog, as the model's top-N
+        scoring would have them for an item without interactions: with the T-ranking,
+        ``w * max(0, cos)`` (the CF part is 0), its ``n_neighbors`` best; with the model's
+        rating similarity (``scoring="model"``), the rating fusion with cf = 0 and
+        support = 0, its ``k`` best."""
         cos = self.text_index().cosines(text)
+        if self.ranking_scoring() == "implicit":
+            w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
+            fused = fuse_similarity(
+                np.zeros_like(cos), cos, np.zeros_like(cos), fusion="fixed", alpha=1.0 - w, beta=1.0
+            )
+            return top_positive(fused, self.ranking.n_neighbors)
         params = self.params_ or {
             name: float(getattr(self.text_config, name)) for name in BLEND_PARAMS
         }
@@ -499,12 +607,23 @@ class _TextKNN(_KNN):
         """Item-based: ``sum_t value_t * sim_T(j, t)`` over the text rows t of each history."""
         if self.user_based or not h.text_rows:
             return None
+        from llmcf.ranking.config import interaction_weights
+
+        implicit = self.ranking_scoring() == "implicit"
+        explicit = self.rating_scale_ is not None
         out = np.zeros((len(h), len(self.items_)))
         for t in h.text_rows:
-            if t.value == 0:
+            value = t.value
+            if implicit:  # the history's weighting, as W_h of the known items
+                value = float(
+                    interaction_weights(
+                        np.array([value]), self.ranking.weighting, explicit=explicit
+                    )[0]
+                )
+            if value == 0:
                 continue
             nb, sim = self.text_similarities(t.text)
-            out[t.row, nb] += t.value * sim
+            out[t.row, nb] += value * sim
         return out
 
 
@@ -518,7 +637,7 @@ class TItemKNN(_TextKNN, ItemKNN):
     """
 
     user_based = False
-    auto_scoring = "model"
+    auto_scoring = "implicit"  # ranks through its T-ranking (ranking_neighbors)
     text_defaults: ClassVar[dict[str, Any]] = {
         "fusion": "fixed",
         "alpha": 0.75,
