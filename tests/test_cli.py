@@ -228,3 +228,28 @@ def test_demo_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-d
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     assert (tmp_path / "demo" / "mae_vs_k.png").exists()
     assert "item-knn" in capsys.readouterr().out
+
+
+def test_rating_evaluation_of_implicit_data_is_refused(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A table with no rating column is implicit feedback: MAE/RMSE would be 0.0000 against
+    all-1 "ratings", so the command refuses with a clear message instead."""
+    table = tmp_path / "clicks.csv"
+    rows = [f"u{u},i{(u * 7 + k) % 13}" for u in range(20) for k in range(6)]
+    table.write_text("user_id,item_id\n" + "\n".join(rows) + "\n")
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(table),
+            "--split",
+            "random:0.2",
+            "--model",
+            "item-knn",
+            "--k",
+            "5",
+        ]
+    )
+    assert code == 2
+    assert "need explicit ratings" in capsys.readouterr().err
+    assert main(["evaluate", "--task", "topn", "--data", str(table), "--split", "random:0.2",
+                 "--model", "item-knn", "--n", "5", "--quiet"]) == 0  # fmt: skip

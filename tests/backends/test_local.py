@@ -427,3 +427,12 @@ def test_parquet_reader_agrees_with_load_table_and_checks_input(
     (tmp_path / "junk.parquet").write_text("not parquet")
     with pytest.raises(DataError, match="cannot read Parquet"):
         local.load_interactions(tmp_path / "junk.parquet")
+
+
+def test_parquet_float_ids_beyond_int64_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "big.parquet"
+    pd.DataFrame(
+        {"user_id": [1.0, 2.0**63, 3.0], "item_id": [1.0, 2.0, 3.0], "rating": [4.0, 5.0, 3.0]}
+    ).to_parquet(path)
+    with pytest.raises(DataError, match=r"line 2, column .user_id.: user id outside the 64-bit integer range"):
+        local.load_interactions(path)

@@ -101,16 +101,19 @@ def load_interactions(
 
 def _parquet_ids(values: np.ndarray, label: str, column: str, role: str) -> np.ndarray:
     """Ids typed as :func:`llmcf.data.loaders.load_table` types them (ints, whole floats ->
-    int64; anything else -> stripped text); empty ids raise naming the row."""
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
+    int64, with the same range check; anything else -> stripped text); empty ids raise
+    naming the row."""
+    from llmcf.data.loaders.common import _whole_number_ids
+
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(f"empty {role} id", path=label, line=row + 1, column=column)
-        if np.all(np.mod(values, 1) == 0):
-            return values.astype(np.int64)
+    if values.dtype.kind in "iuf":
+        ids = _whole_number_ids(values, label, column, role, lambda row: row + 1)
+        if ids is not None:
+            return ids
     text = np.char.strip(values.astype(str))
     empty = text == ""  # nulls were rejected before
     if empty.any():

@@ -129,6 +129,11 @@ def evaluate_ratings(
     bar = _progress_bar(len(fold_list) * len(models), progress)
     for fold in fold_list:
         was_loaded = fold.loaded
+        if fold.dataset.rating_scale is None:
+            raise ConfigError(
+                f"{fold.dataset.name}: MAE/RMSE need explicit ratings, and this data set is "
+                "implicit feedback (no rating column or scale); rank with --task topn"
+            )
         train = fold.dataset.subset(fold.train)
         test = fold.dataset.subset(fold.test)
         for name in models:
