@@ -56,6 +56,7 @@ def test_weight_zero_is_cf_order_and_one_is_reranker_order() -> None:
     [
         np.array([1.0, 2.0]),  # too short
         np.array([1.0, np.nan, 0.0, 1.0, 2.0]),  # NaN
+        np.array([1e308, -1e308, 0.0, 1.0, 2.0]),  # overflows standardisation
         np.array([[1.0] * 5]),  # wrong shape
         "Yes yes no",  # text
         None,
@@ -199,6 +200,8 @@ def test_validate_scores() -> None:
         validate_scores([1, 2, 3], 2)
     with pytest.raises(RerankOutputError, match="non-finite"):
         validate_scores([1, np.inf], 2)
+    with pytest.raises(RerankOutputError, match="magnitude"):
+        validate_scores([1e308, -1e308], 2)
 
 
 def test_choose_weight_prefers_cf_unless_reranker_helps() -> None:

@@ -187,3 +187,11 @@ def test_reused_event_id_with_another_payload_is_a_conflict(client: Any) -> None
     same_batch = [{**first, "event_id": "e-2"}, {**other, "event_id": "e-2"}]
     r = client.post("/v1/events", json={"events": same_batch}, headers=auth())
     assert r.status_code == 409 and "e-2" in r.text
+
+
+def test_invalid_utf8_in_the_path_is_a_client_error(client: Any) -> None:
+    for path in ("/v1/users/%FF/recommendations", "/v1/items/%C3%28/similar"):
+        r = client.get(path)
+        assert r.status_code == 400 and "UTF-8" in r.text, path
+    ok = client.get("/v1/users/%C3%A9/recommendations")  # é: valid, an unknown user
+    assert ok.status_code == 200 and ok.json()["user_id"] == "é"

@@ -32,6 +32,10 @@ class RerankOutputError(LlmcfError, ValueError):
     """A re-ranker returned something that is not one finite score per candidate."""
 
 
+#: the largest score magnitude a re-ranker may return (larger ones overflow standardisation)
+MAX_SCORE = 1e100
+
+
 def validate_scores(raw: Any, n: int) -> np.ndarray:
     """``raw`` as a float64 array of ``n`` finite scores, or :class:`RerankOutputError`."""
     try:
@@ -42,6 +46,11 @@ def validate_scores(raw: Any, n: int) -> np.ndarray:
         raise RerankOutputError(f"re-ranker returned shape {arr.shape}, expected ({n},)")
     if not np.isfinite(arr).all():
         raise RerankOutputError("re-ranker returned non-finite scores")
+    if arr.size and float(np.abs(arr).max()) > MAX_SCORE:
+        raise RerankOutputError(
+            f"re-ranker returned a score of magnitude {float(np.abs(arr).max()):.3g} "
+            f"(more than {MAX_SCORE:g}): treated as a failed re-rank"
+        )
     return arr
 
 

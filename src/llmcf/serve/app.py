@@ -202,6 +202,21 @@ async def fast_recommendations(state: AppState, send: Send, user_id: str, n: int
     return True
 
 
+def _utf8_path(scope: Scope) -> bool:
+    """Whether the request path percent-decodes to valid UTF-8 (Starlette would otherwise
+    replace bad bytes with U+FFFD, so different raw ids could name one user or item)."""
+    from urllib.parse import unquote_to_bytes
+
+    raw = scope.get("raw_path")
+    if raw is None:
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _template(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
@@ -229,6 +244,12 @@ class LlmcfAPI(FastAPI):
     llmcf_state: AppState
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _utf8_path(scope):
+            # ids are text: two different byte strings must never decode to one id
+            await _send_json(
+                send, 400, {"error": "the URL path is not valid UTF-8 after percent-decoding"}
+            )
+            return
         if scope["type"] == "http":
             state = self.llmcf_state
             settings = state.settings
