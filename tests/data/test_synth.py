@@ -189,3 +189,10 @@ def test_text_present_and_follows_latent_factors():
 def test_invalid_config_raises_naming_the_value(kwargs):
     with pytest.raises(ValueError, match=r"n_users|n_interactions|feedback|temperature"):
         SynthConfig(**kwargs)
+
+
+def test_sizes_beyond_the_generator_limit_are_refused_before_allocating() -> None:
+    from llmcf.data.synth import MAX_ENTITIES, SynthConfig
+
+    with pytest.raises(ValueError, match="exceeds the generator's limit"):
+        SynthConfig(n_users=MAX_ENTITIES + 1, n_items=10, n_interactions=10)

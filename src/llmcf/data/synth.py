@@ -104,6 +104,12 @@ _DENSE_BLOCK = 1 << 22
 _DOT_BATCH = 1 << 20
 
 
+#: the largest data set the generator makes: at ~40 bytes per interaction and ~100 bytes
+#: per user or item (factors, popularity), 500M interactions need ~20 GB
+MAX_INTERACTIONS = 500_000_000
+MAX_ENTITIES = 50_000_000
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Everything that defines a synthetic data set; see the module docstring for the model.
@@ -149,6 +155,16 @@ class SynthConfig:
                 f"n_interactions={self.n_interactions} exceeds n_users * n_items = "
                 f"{self.n_users * self.n_items}: (user, item) pairs are unique"
             )
+        for name, limit in (
+            ("n_users", MAX_ENTITIES),
+            ("n_items", MAX_ENTITIES),
+            ("n_interactions", MAX_INTERACTIONS),
+        ):
+            if int(getattr(self, name)) > limit:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} exceeds the generator's limit {limit:,} "
+                    "(memory grows with users, items and interactions)"
+                )
         if self.feedback not in ("explicit", "implicit"):
             raise ValueError(f"feedback must be 'explicit' or 'implicit', got {self.feedback!r}")
         for name in ("item_alpha", "user_alpha", "noise"):
