@@ -434,5 +434,7 @@ def test_parquet_float_ids_beyond_int64_are_an_error(tmp_path: Path) -> None:
     pd.DataFrame(
         {"user_id": [1.0, 2.0**63, 3.0], "item_id": [1.0, 2.0, 3.0], "rating": [4.0, 5.0, 3.0]}
     ).to_parquet(path)
-    with pytest.raises(DataError, match=r"line 2, column .user_id.: user id outside the 64-bit integer range"):
+    with pytest.raises(
+        DataError, match=r"line 2, column .user_id.: user id outside the 64-bit integer range"
+    ):
         local.load_interactions(path)
