@@ -85,6 +85,12 @@ def check_model_contract(make_model: Callable[[], Any], dataset: Dataset, n: int
         assert (recs.sources[u][m : len(row)] == SOURCE_CODE[SOURCE_POPULAR]).all()
     unknown = model.recommend(-1, n)
     assert unknown.was_fallback and unknown.reason, "an unknown user gets a labelled fallback"
+    # an empty history (a new visitor without events) is the same labelled fallback
+    from llmcf.ranking.path import fold_in_histories, rank
+
+    empty_h = rank(model, n, histories=fold_in_histories(model, np.array([-1]), [None]))
+    assert empty_h.was_fallback[0] and empty_h.reasons[0] == unknown.reason
+    np.testing.assert_array_equal(empty_h.items[0][empty_h.items[0] >= 0], unknown.item_idx)
     one = model.recommend(0, n)
     np.testing.assert_array_equal(one.item_idx, recs.items[0][recs.items[0] >= 0])
     full = full_lists(model)
