@@ -1,8 +1,8 @@
 """Download, verify and unpack the official MovieLens archives (GroupLens).
 
 ``download_movielens("ml-100k")`` fetches ``https://files.grouplens.org/datasets/movielens/ml-100k.zip``
-into ``settings.cache_dir() / "datasets"`` (or ``cache_dir``), checks its sha256, unzips it
-safely and returns the folder of the data set (e.g. ``.../datasets/ml-100k``). A second call
+into ``settings.data_dir()`` (where ``--data NAME`` looks; or ``cache_dir``), checks its sha256, unzips it
+safely and returns the folder of the data set (e.g. ``~/.cache/llmcf/data/ml-100k``). A second call
 finds the completed folder and does nothing.
 
 Checksums: GroupLens publishes MD5 sums next to the archives, not sha256, and the sha256 of
@@ -102,7 +102,7 @@ def download_movielens(
     Args:
         name: a key of :data:`MOVIELENS_ARCHIVES` (``ml-100k``, ``ml-1m``, ``ml-10m``,
             ``ml-20m``, ``ml-25m``, ``ml-32m``, ``ml-latest-small``), or any name with ``url``.
-        cache_dir: where archives are unpacked; default ``settings.cache_dir() / "datasets"``.
+        cache_dir: where archives are unpacked; default ``settings.data_dir()``, the folder ``--data NAME`` reads.
         url: override the download URL (mirrors, ``file://`` in tests).
         sha256: expected digest of the archive; default the registry's (``None`` = not checked).
 
@@ -120,7 +120,7 @@ def download_movielens(
         )
     source = url or (entry.url if entry else "")
     expected = (sha256 or (entry.sha256 if entry else None) or "").lower() or None
-    root = Path(cache_dir) if cache_dir is not None else settings.cache_dir() / "datasets"
+    root = Path(cache_dir) if cache_dir is not None else settings.data_dir()
     target = root / name
     if (target / _MARKER).exists():
         return target
