@@ -308,7 +308,7 @@ def test_metrics(client) -> None:
         json={"events": [{"user_id": "m", "item_id": "i1", "type": "view"}]},
         headers=auth(),
     )
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth()).text
     assert (
         'llmcf_http_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",status="200"} 2.0'
         in text

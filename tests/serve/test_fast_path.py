@@ -110,7 +110,7 @@ def test_fast_path_answers_as_the_route(make_client, model_dir, tmp_path, monkey
     # the fast path's requests are counted like the route's
 
     def counts(client) -> list[str]:
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers=auth()).text
         lines = text.splitlines()
         return sorted(
             x for x in lines if x.startswith("llmcf_http_requests_total") and "readyz" not in x

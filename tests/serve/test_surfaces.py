@@ -195,3 +195,17 @@ def test_invalid_utf8_in_the_path_is_a_client_error(client: Any) -> None:
         assert r.status_code == 400 and "UTF-8" in r.text, path
     ok = client.get("/v1/users/%C3%A9/recommendations")  # é: valid, an unknown user
     assert ok.status_code == 200 and ok.json()["user_id"] == "é"
+
+
+def test_ingest_and_admin_keys_are_separate(make_client: Any, model_dir: Path) -> None:
+    client = make_client(model_dir=model_dir, api_key=None, ingest_key="i" * 24, admin_key="a" * 24)
+    event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
+    ingest, admin = {"X-API-Key": "i" * 24}, {"X-API-Key": "a" * 24}
+    assert client.post("/v1/events", json=event, headers=ingest).status_code == 201
+    assert client.post("/v1/events", json=event, headers=admin).status_code == 401
+    assert client.post("/v1/admin/reload", json={}, headers=ingest).status_code == 401
+    assert client.post("/v1/admin/reload", json={}, headers=admin).status_code == 200
+    assert client.get("/metrics").status_code == 401  # behind the admin key by default
+    assert client.get("/metrics", headers=admin).status_code == 200
+    public = make_client(model_dir=model_dir, public_metrics=True)
+    assert public.get("/metrics").status_code == 200

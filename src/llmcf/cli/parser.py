@@ -392,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--max-body-bytes", type=int, default=1_000_000)
     srv.add_argument(
+        "--public-metrics",
+        action="store_true",
+        help="serve /metrics without a key (default: it needs $LLMCF_ADMIN_KEY or $LLMCF_API_KEY)",
+    )
+    srv.add_argument(
         "--cors-origin",
         action="append",
         default=[],

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         fast_path=args.fast_path,
         freeze_gc=True,
+        public_metrics=args.public_metrics,
     )
     if args.event_weights:
         print(
@@ -37,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
             "weights it was fitted with (llmcf fit --event-weights)",
             file=sys.stderr,
         )
-    if not settings.api_key:
-        print(
-            "llmcf serve: LLMCF_API_KEY is not set: write and admin endpoints are disabled",
-            file=sys.stderr,
-        )
+    for role, env in (("ingest", "LLMCF_INGEST_KEY"), ("admin", "LLMCF_ADMIN_KEY")):
+        if not settings.key_for(role):
+            print(
+                f"llmcf serve: neither {env} nor LLMCF_API_KEY is set: {role} endpoints are "
+                "disabled",
+                file=sys.stderr,
+            )
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -74,14 +74,14 @@ async def current_model(state: State) -> ServingModel:
 Model = Annotated[ServingModel, Depends(current_model)]
 
 
-async def require_api_key(
-    state: State, key: Annotated[str | None, Depends(_api_key_header)] = None
-) -> None:
-    """Write/admin guard: the X-API-Key header must equal $LLMCF_API_KEY (constant time)."""
-    expected = state.settings.api_key
+def _check_key(state: AppState, key: str | None, role: str) -> None:
+    """The X-API-Key header must equal the role's key (constant time); see ServeSettings."""
+    expected = state.settings.key_for(role)
+    env = "LLMCF_INGEST_KEY" if role == "ingest" else "LLMCF_ADMIN_KEY"
     if not expected:
         raise HTTPException(
-            status_code=403, detail="write endpoints are disabled: set LLMCF_API_KEY on the server"
+            status_code=403,
+            detail=f"{role} endpoints are disabled: set {env} (or LLMCF_API_KEY) on the server",
         )
     if key is None:
         raise HTTPException(
@@ -95,7 +95,22 @@ async def require_api_key(
         )
 
 
+async def require_api_key(
+    state: State, key: Annotated[str | None, Depends(_api_key_header)] = None
+) -> None:
+    """Ingestion guard: ``$LLMCF_INGEST_KEY`` (else ``$LLMCF_API_KEY``)."""
+    _check_key(state, key, "ingest")
+
+
+async def require_admin_key(
+    state: State, key: Annotated[str | None, Depends(_api_key_header)] = None
+) -> None:
+    """Admin guard: ``$LLMCF_ADMIN_KEY`` (else ``$LLMCF_API_KEY``)."""
+    _check_key(state, key, "admin")
+
+
 Authorized = Depends(require_api_key)
+AdminAuthorized = Depends(require_admin_key)
 
 
 def _items(ranked: RankedItems) -> list[s.ScoredItem]:
@@ -128,8 +143,13 @@ async def readyz(state: State, response: Response) -> s.Readiness:
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
-async def metrics(state: State) -> Response:
-    """Prometheus metrics (text exposition format)."""
+async def metrics(
+    state: State, key: Annotated[str | None, Depends(_api_key_header)] = None
+) -> Response:
+    """Prometheus metrics (text exposition format); needs the admin key unless the server
+    runs with ``--public-metrics``."""
+    if not state.settings.public_metrics:
+        _check_key(state, key, "admin")
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -281,7 +301,7 @@ def put_item(item_id: ItemIdPath, body: s.ItemTextIn, state: State, model: Model
     "/v1/admin/reload",
     response_model=s.ReloadOut,
     tags=["admin"],
-    dependencies=[Authorized],
+    dependencies=[AdminAuthorized],
     responses={
         **AUTH_ERRORS,
         400: ERRORS[400],

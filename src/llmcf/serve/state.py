@@ -31,15 +31,32 @@ def default_events_db() -> str:
 
 @dataclass
 class ServeSettings:
-    """Service settings. ``api_key`` defaults to ``$LLMCF_API_KEY`` (write and admin
-    endpoints refuse every request while it is unset)."""
+    """Service settings.
+
+    Keys (the ``X-API-Key`` header): ``ingest_key`` (``$LLMCF_INGEST_KEY``) for
+    ``POST /v1/events`` and ``PUT /v1/items/{id}``; ``admin_key`` (``$LLMCF_ADMIN_KEY``) for
+    ``/v1/admin/*`` and, unless ``public_metrics``, ``/metrics``. ``api_key``
+    (``$LLMCF_API_KEY``) stands in for either one that is not set. An endpoint whose key is
+    unset refuses every request (403).
+    """
 
     model_dir: Path | None = None
     events_db: str = field(default_factory=default_events_db)
     api_key: str | None = field(default_factory=lambda: os.environ.get("LLMCF_API_KEY") or None)
+    ingest_key: str | None = field(
+        default_factory=lambda: os.environ.get("LLMCF_INGEST_KEY") or None
+    )
+    admin_key: str | None = field(default_factory=lambda: os.environ.get("LLMCF_ADMIN_KEY") or None)
+    public_metrics: bool = False
     max_body_bytes: int = 1_000_000
     cors_origins: tuple[str, ...] = ()
     history_limit: int = 500  # most recent events per user folded in
+
+    def key_for(self, role: str) -> str | None:
+        """The key of ``role`` (``"ingest"`` or ``"admin"``), else ``api_key``."""
+        own = self.ingest_key if role == "ingest" else self.admin_key
+        return own or self.api_key
+
     cache_users: int = 100_000  # users whose recent events (and rankings) are kept in memory
     #: length of the kept rankings (a request for more computes and keeps a longer one);
     #: about 1 kB per cached user at 50
