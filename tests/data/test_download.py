@@ -78,3 +78,23 @@ def test_bad_zip_and_unknown_name_and_missing_url(tmp_path: Path) -> None:
         download_movielens("ml-3m", cache_dir=tmp_path / "c")
     with pytest.raises(DataError, match="download failed"):
         download_movielens("ml-1m", cache_dir=tmp_path / "c", url=(tmp_path / "nope.zip").as_uri())
+
+
+def test_frozen_releases_have_the_published_md5_pinned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcf.data.download import Archive
+
+    for name in ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m"):
+        assert len(MOVIELENS_ARCHIVES[name].md5 or "") == 32
+    archive = _zip(tmp_path / "ml-100k.zip", {"ml-100k/u.data": "1\t1\t5\t1\n"})
+    good = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
+    monkeypatch.setitem(
+        MOVIELENS_ARCHIVES, "ml-100k", Archive(archive.as_uri(), None, "ml-100k", "f" * 32)
+    )
+    with pytest.raises(DataError, match="md5 mismatch with GroupLens"):
+        download_movielens("ml-100k", cache_dir=tmp_path / "c")
+    monkeypatch.setitem(
+        MOVIELENS_ARCHIVES, "ml-100k", Archive(archive.as_uri(), None, "ml-100k", good)
+    )
+    assert (download_movielens("ml-100k", cache_dir=tmp_path / "c") / "u.data").exists()

