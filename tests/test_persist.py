@@ -106,3 +106,52 @@ def test_sparse_mode_round_trip(tmp_path: Path) -> None:
     u = np.repeat(np.arange(20), 15)
     i = np.tile(np.arange(15), 20)
     np.testing.assert_array_equal(loaded.predict(u, i), model.predict(u, i))
+
+
+@pytest.mark.parametrize("crash_at", range(8))
+def test_a_crash_at_any_step_of_a_save_leaves_a_loadable_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: int
+) -> None:
+    """Refitting into a folder: the writer dies at its n-th file operation (a write, fsync,
+    replace or unlink); the folder then loads as the old model or the new one, whole."""
+    import os as os_module
+
+    from tests.conftest import random_dataset
+
+    from llmcf import persist
+
+    old = ItemKNN(k=3).fit(random_dataset(1, n_users=12, n_items=9))
+    new = ItemKNN(k=5).fit(random_dataset(2, n_users=14, n_items=10))
+    folder = tmp_path / "m"
+    save_model(old, folder)
+    calls = {"n": 0}
+
+    class Crash(BaseException):
+        pass
+
+    def hook(real):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] > crash_at:
+                raise Crash
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    for name in ("replace", "fsync"):
+        monkeypatch.setattr(persist.os, name, hook(getattr(os_module, name)))
+    monkeypatch.setattr(persist.np, "savez", hook(persist.np.savez))
+    try:
+        save_model(new, folder)
+        finished = True
+    except Crash:
+        finished = False
+    monkeypatch.undo()
+    loaded = load_model(folder)
+    assert loaded.config.k in (3, 5)
+    if finished:
+        assert loaded.config.k == 5
+    want = new if loaded.config.k == 5 else old
+    np.testing.assert_array_equal(
+        loaded.recommend_many(np.arange(4), 3).items, want.recommend_many(np.arange(4), 3).items
+    )
