@@ -143,14 +143,16 @@ def free_port() -> int:
 class ServerProcess:
     """``llmcf serve`` in a subprocess on 127.0.0.1 (stopped by :meth:`stop` or ``kill``)."""
 
-    def __init__(self, model_dir: Path, events_db: str, log: Path) -> None:
+    def __init__(
+        self, model_dir: Path, events_db: str, log: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, LLMCF_API_KEY=API_KEY, PYTHONUNBUFFERED="1")
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llmcf.cli", "serve", "--model-dir", str(model_dir),
-             "--events-db", events_db, "--port", str(self.port)],
+             "--events-db", events_db, "--port", str(self.port), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

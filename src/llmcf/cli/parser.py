@@ -385,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port and the event store; each sees the others' "
+        "events within 0.2 s",
+    )
+    srv.add_argument(
         "--event-weights",
         default=None,
         help="ignored: events are folded in with the weights saved in the model "

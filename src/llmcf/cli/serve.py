@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
             "`llmcf serve` needs the serve extra: pip install 'llmcf[serve]'"
         ) from None
     from llmcf.persist import MANIFEST
-    from llmcf.serve.app import create_app
+    from llmcf.serve.app import SETTINGS_ENV, create_app, settings_to_json
     from llmcf.serve.state import ServeSettings, default_events_db
 
     model_dir = Path(args.model_dir)
@@ -45,6 +45,27 @@ def run(args: argparse.Namespace) -> int:
                 "disabled",
                 file=sys.stderr,
             )
+    if args.workers < 1:
+        raise LlmcfError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1:
+        # each worker process builds its own app from these settings; they share the event
+        # store and see each other's events within settings.follow_interval
+        import json
+        import os
+
+        os.environ[SETTINGS_ENV] = json.dumps(settings_to_json(settings))
+        uvicorn.run(
+            "llmcf.serve.app:app_from_env",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            loop=_installed("uvloop"),
+            http=_installed("httptools"),
+        )
+        return 0
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -299,7 +300,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _freeze_gc(state)
-        tasks = [asyncio.create_task(_scan_event_users(state))]
+        tasks = [
+            asyncio.create_task(_scan_event_users(state)),
+            asyncio.create_task(_follow_store(state)),
+        ]
         if state.model is None and settings.model_dir is not None:
             tasks.append(asyncio.create_task(_load_initial(state)))
         yield
@@ -348,6 +352,60 @@ def create_app(
         )
     app.add_middleware(ServiceMiddleware, state=state)
     return app
+
+
+#: environment variable through which ``llmcf serve --workers N`` hands its settings to the
+#: worker processes (JSON; keys come from the workers' own environment)
+SETTINGS_ENV = "LLMCF_SERVE_SETTINGS"
+_SECRET_FIELDS = ("api_key", "ingest_key", "admin_key")
+
+
+def settings_to_json(settings: ServeSettings) -> dict[str, Any]:
+    """``settings`` as JSON values, without the keys (each worker reads them from its
+    environment, as the parent did)."""
+    from dataclasses import asdict
+
+    out = asdict(settings)
+    for name in _SECRET_FIELDS:
+        out.pop(name, None)
+    out["model_dir"] = None if settings.model_dir is None else str(settings.model_dir)
+    out["cors_origins"] = list(settings.cors_origins)
+    return out
+
+
+def app_from_env() -> Any:
+    """The app of one ``llmcf serve --workers N`` worker (a uvicorn factory)."""
+    from pathlib import Path
+
+    raw = json.loads(os.environ[SETTINGS_ENV])
+    raw["model_dir"] = None if raw.get("model_dir") is None else Path(raw["model_dir"])
+    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
+    return create_app(ServeSettings(**raw))
+
+
+async def _follow_store(state: AppState) -> None:
+    """Learn of events that other server processes stored: every ``follow_interval`` seconds,
+    one indexed query for the events after the newest seen; their users' cached histories and
+    rankings are dropped, so every process reflects an acknowledged event within about one
+    interval (plus the request)."""
+    interval = state.settings.follow_interval
+    if interval <= 0:
+        return
+    try:
+        last = await asyncio.to_thread(state.store.max_seq)
+    except Exception as exc:
+        log.warning("cannot follow the event store (%s): other processes' events are not seen", exc)
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            last, users = await asyncio.to_thread(state.store.users_since, last)
+        except Exception as exc:  # a passing store error: try again next time
+            log.debug("following the event store failed: %s", exc)
+            continue
+        if users:
+            state.event_users.add(users)
+            state.history.invalidate(users)
 
 
 async def _scan_event_users(state: AppState) -> None:

@@ -51,6 +51,9 @@ class ServeSettings:
     max_body_bytes: int = 1_000_000
     cors_origins: tuple[str, ...] = ()
     history_limit: int = 500  # most recent events per user folded in
+    #: seconds between looks for events other server processes stored (0: this process is
+    #: the store's only writer)
+    follow_interval: float = 0.2
 
     def key_for(self, role: str) -> str | None:
         """The key of ``role`` (``"ingest"`` or ``"admin"``), else ``api_key``."""
@@ -96,9 +99,9 @@ class EventUsers:
 
     Until the scan is done (or when it found more than ``limit`` users, or ``limit`` is 0)
     every user may have events. Writes are recorded after their commit and before their
-    answer, so a user whose events were acknowledged is never left out. Events that another
-    process writes to the same store are not seen for users outside the set: like the history
-    cache, this assumes that this process is the store's only writer.
+    answer, so a user whose events were acknowledged is never left out. Users whose events
+    another server process wrote are added when this process sees them
+    (:func:`llmcf.serve.app._follow_store`, every ``follow_interval`` seconds).
     """
 
     def __init__(self) -> None:

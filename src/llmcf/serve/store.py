@@ -177,12 +177,23 @@ class EventStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except Exception as exc:
-            raise ConfigError(f"cannot migrate event store {self._safe_url()}: {exc}") from exc
+        deadline = time.monotonic() + 30.0
+        delay = 0.05
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                return
+            except Exception as exc:
+                # several servers started together on one new SQLite store: one migrates, the
+                # others wait for its lock instead of dying
+                locked = "database is locked" in str(exc) or "already exists" in str(exc)
+                if locked and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise ConfigError(f"cannot migrate event store {self._safe_url()}: {exc}") from exc
 
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -371,6 +382,25 @@ class EventStore:
 
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar() or 0)
+
+    def users_since(self, seq: int, limit: int = 100_000) -> tuple[int, set[str]]:
+        """``(newest seq, users)`` of the events stored after ``seq`` (at most ``limit``
+        events; call again from the returned seq for the rest). How a server process learns
+        of the events other processes wrote."""
+        from sqlalchemy import select
+
+        from llmcf.serve.tables import events
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.seq, events.c.user_id)
+                .where(events.c.seq > int(seq))
+                .order_by(events.c.seq)
+                .limit(int(limit))
+            ).all()
+        if not rows:
+            return int(seq), set()
+        return int(rows[-1][0]), {str(r[1]) for r in rows}
 
     def max_seq(self) -> int:
         from sqlalchemy import func, select
