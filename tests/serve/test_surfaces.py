@@ -209,3 +209,20 @@ def test_ingest_and_admin_keys_are_separate(make_client: Any, model_dir: Path) -
     assert client.get("/metrics", headers=admin).status_code == 200
     public = make_client(model_dir=model_dir, public_metrics=True)
     assert public.get("/metrics").status_code == 200
+
+
+def test_a_store_that_cannot_write_answers_503_json_with_retry_after(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    store = client.app.state.llmcf.store
+
+    def full(batch: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(store, "add_events", full)
+    event = {"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}
+    r = client.post("/v1/events", json=event, headers=auth())
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "disk is full" in r.json()["detail"] and "nothing of this batch" in r.json()["detail"]

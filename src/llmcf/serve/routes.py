@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,8 @@ from llmcf.serve.engine import RankedItems, ServingModel
 from llmcf.serve.state import AppState, load_serving_model
 from llmcf.serve.state import recommend as recommend_for
 from llmcf.serve.store import Event, EventConflictError
+
+log = logging.getLogger("llmcf.serve")
 
 router = APIRouter()
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="LLMCF_API_KEY")
@@ -72,6 +75,23 @@ async def current_model(state: State) -> ServingModel:
 
 
 Model = Annotated[ServingModel, Depends(current_model)]
+
+
+def _store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store failing (not a bug of ours): a database operational
+    error (disk full, locked, connection lost) or an OS error."""
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover - the serve extra brings SQLAlchemy
+        return isinstance(exc, OSError)
+    return isinstance(exc, (OperationalError, DBAPIError, OSError))
+
+
+def _short(exc: BaseException) -> str:
+    text = (
+        str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
+    return text[:200]
 
 
 def _check_key(state: AppState, key: str | None, role: str) -> None:
@@ -272,6 +292,16 @@ def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
         result = state.store.add_events(batch)
     except EventConflictError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except Exception as exc:  # the store could not commit (disk full, database down, ...)
+        if not _store_unavailable(exc):
+            raise
+        log.error("event store write failed: %s", exc)
+        raise HTTPException(
+            status_code=503,
+            detail=f"the event store cannot take writes right now ({_short(exc)}); nothing of "
+            "this batch was stored: retry later",
+            headers={"Retry-After": "5"},
+        ) from None
     users = {e.user_id for e in batch}
     state.event_users.add(users)  # before the answer: the next read sees the events
     state.history.invalidate(users)
