@@ -253,3 +253,32 @@ def test_rating_evaluation_of_implicit_data_is_refused(tmp_path, capsys) -> None
     assert "need explicit ratings" in capsys.readouterr().err
     assert main(["evaluate", "--task", "topn", "--data", str(table), "--split", "random:0.2",
                  "--model", "item-knn", "--n", "5", "--quiet"]) == 0  # fmt: skip
+
+
+def test_table_options_feedback_scale_duplicates_encoding(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The contract forms --feedback, --rating-scale, --duplicates and --encoding."""
+    from llmcf.models import load_model
+
+    table = tmp_path / "r.csv"
+    table.write_text("user_id,item_id,rating\nu1,i1,4\nu1,i2,7\nu2,i1,3\nu2,i2,2\nu3,i1,5\n")
+    args = ["evaluate", "--data", str(table), "--split", "random:0.3", "--model", "global-mean"]
+    assert main([*args, "--rating-scale", "1,5"]) == 2
+    assert "line 3, column 'rating'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses it before anything runs
+        main([*args, "--rating-scale", "5,1"])
+    assert "LO must be below HI" in capsys.readouterr().err
+    out = tmp_path / "m"
+    assert main(["fit", "--data", str(table), "--feedback", "implicit", "--model", "item-knn",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert load_model(out).rating_scale_ is None
+    dup = tmp_path / "d.csv"
+    dup.write_text("user_id,item_id,rating\nu1,i1,4\nu1,i1,2\nu2,i1,3\nu2,i2,5\n")
+    assert main(["fit", "--data", str(dup), "--out", str(out), "--quiet"]) == 2
+    assert main(["fit", "--data", str(dup), "--duplicates", "mean", "--model", "baseline",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    latin = tmp_path / "l.csv"
+    latin.write_bytes("user_id,item_id,rating\nJos\xe9,i1,4\nu2,i1,3\n".encode("latin-1"))
+    assert main(["fit", "--data", str(latin), "--out", str(out), "--quiet"]) == 2
+    assert main(["fit", "--data", str(latin), "--encoding", "latin-1", "--model", "baseline",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert "José" in load_model(out).users_.ids.tolist()

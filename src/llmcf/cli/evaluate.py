@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from llmcf.cli.parser import _model_options
+from llmcf.cli.parser import _data_options, _model_options
 from llmcf.errors import LlmcfError
 
 
@@ -21,7 +21,9 @@ def run(args: argparse.Namespace) -> int:
 
     for name in args.model:  # fail on a bad model name or option before loading any data
         make_model(name, **_model_options(args))
-    folds = list(iter_folds(args.data, args.split, seed=args.seed))
+    folds = list(
+        iter_folds(args.data, args.split, seed=args.seed, data_options=_data_options(args))
+    )
     if args.predictions and (len(folds) != 1 or len(args.k) != 1):
         raise LlmcfError(
             f"--predictions needs one fold and one K; got {len(folds)} fold(s) and K={args.k}. "
@@ -94,7 +96,9 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
 
     candidates = getattr(args, "candidates", "all")
     baselines = _baselines(args)
-    folds = list(iter_folds(args.data, args.split, seed=args.seed))
+    folds = list(
+        iter_folds(args.data, args.split, seed=args.seed, data_options=_data_options(args))
+    )
     rerankers = {
         name: make_reranker_factory(name, n_threads=args.llm_threads, mode=args.llm_mode)
         for name in (args.rerank or [])

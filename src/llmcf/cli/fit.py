@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from llmcf.cli.parser import _model_options
+from llmcf.cli.parser import _data_options, _model_options
 from llmcf.errors import LlmcfError
 
 
@@ -22,7 +22,7 @@ def _spark_conf(items: list[str]) -> dict[str, str]:
 
 
 def _dataset(args: argparse.Namespace) -> Any:
-    from llmcf.data.loaders import resolve_dataset
+    from llmcf.eval.runner import load_data
     from llmcf.ranking.events import EventWeights
 
     weights = EventWeights.parse(args.event_weights) if args.event_weights else None
@@ -35,7 +35,7 @@ def _dataset(args: argparse.Namespace) -> Any:
         finally:
             store.close()
         return dataset
-    dataset = resolve_dataset(args.data)
+    dataset = load_data(args.data, _data_options(args))
     if weights is not None:  # fold-in of this model's events (saved in its manifest)
         dataset.info["event_weights"] = weights.as_dict()
     return dataset

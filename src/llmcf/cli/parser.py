@@ -25,6 +25,44 @@ def _name_list(text: str) -> list[str]:
     return values
 
 
+def _rating_scale(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 1,5), got {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"the scale's LO must be below HI, got {text!r}")
+    return lo, hi
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """How a table file (CSV/TSV/Parquet) is read; named data sets have their own rules."""
+    p.add_argument(
+        "--feedback",
+        choices=["explicit", "implicit"],
+        default=None,
+        help="table files: explicit ratings or implicit interactions (default: explicit when "
+        "there is a rating column)",
+    )
+    p.add_argument(
+        "--rating-scale", type=_rating_scale, default=None, help="table files: LO,HI, e.g. 1,5"
+    )
+    p.add_argument(
+        "--duplicates",
+        choices=["error", "last", "first", "sum", "mean"],
+        default=None,
+        help="table files: repeated (user, item) pairs (default: error)",
+    )
+    p.add_argument("--encoding", default=None, help="table files: text encoding (default utf-8)")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options given on the command line (those left out keep the loader's
+    defaults)."""
+    names = ("feedback", "rating_scale", "duplicates", "encoding")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
     p.add_argument(
         "--similarity",
@@ -186,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--data", required=True, help="data set name under $LLMCF_DATA_DIR (ml-100k, ...) or a path"
     )
+    _add_data_options(ev)
     ev.add_argument(
         "--split",
         default="u1-u5",
@@ -259,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit a model and save it to a folder")
     fit.add_argument("--data", default=None, help="data set name or path (or --events-db)")
+    _add_data_options(fit)
     fit.add_argument(
         "--events-db", default=None, help="train from the event store at this URL or SQLite path"
     )

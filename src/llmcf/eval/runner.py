@@ -72,7 +72,25 @@ class FoldData:
         return f"FoldData({self.name!r}, {state})"
 
 
-def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
+def load_data(data: str, data_options: dict[str, Any] | None = None) -> Dataset:
+    """``resolve_dataset(data, **data_options)``; the table options (feedback, rating scale,
+    duplicates, encoding) only apply to table files, and a named data set given them says so."""
+    from llmcf.data.loaders import resolve_dataset
+
+    if not data_options:
+        return resolve_dataset(data)
+    try:
+        return resolve_dataset(data, **data_options)
+    except TypeError:
+        raise ConfigError(
+            f"{data}: the options {sorted(data_options)} apply to table files (CSV, TSV, "
+            "Parquet); this data set has a loader with its own rules"
+        ) from None
+
+
+def iter_folds(
+    data: str, split: str, seed: int = 0, data_options: dict[str, Any] | None = None
+) -> Iterator[FoldData]:
     """Folds of ``data`` (a name under $LLMCF_DATA_DIR or a path) for a split spec.
 
     ``u1``..``u5``, ``u1-u5``, ``ua``, ``ub`` are MovieLens 100K's predefined files; other
@@ -80,10 +98,15 @@ def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
     :func:`llmcf.eval.split.parse_split` with ``seed``. Predefined-file folds are read when
     first used (see :class:`FoldData`).
     """
-    from llmcf.data.loaders import load_movielens_100k_fold, resolve_data_path, resolve_dataset
+    from llmcf.data.loaders import load_movielens_100k_fold, resolve_data_path
     from llmcf.eval.split import is_file_split, parse_split
 
     file_folds = is_file_split(split)
+    if file_folds and data_options:
+        raise ConfigError(
+            f"--split {split} reads MovieLens 100K's predefined files; the table options "
+            f"{sorted(data_options)} apply to table files"
+        )
     if file_folds:
         path = resolve_data_path(data)
         folder = path if path.is_dir() else path.parent
@@ -96,7 +119,7 @@ def iter_folds(data: str, split: str, seed: int = 0) -> Iterator[FoldData]:
         for fold_name in file_folds:
             yield FoldData(fold_name, loader=partial(load_movielens_100k_fold, path, fold_name))
         return
-    dataset = resolve_dataset(data)
+    dataset = load_data(data, data_options)
     for fold in parse_split(split, seed=seed)(dataset):
         yield FoldData(fold.name, dataset, fold.train, fold.test)
 
