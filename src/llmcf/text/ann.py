@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from llmcf.errors import ConfigError
-from llmcf.text.embedders import MissingDependencyError
+from llmcf.text.embedding_base import MissingDependencyError
 
 ANN_METHODS = ("auto", "exact", "faiss")
 EXACT_MAX = 50_000

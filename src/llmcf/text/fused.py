@@ -59,10 +59,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmcf.cf.knn import _KNN, ItemKNN, KNNConfig, UserKNN
 from llmcf.data.dataset import Dataset
@@ -70,10 +69,14 @@ from llmcf.errors import ConfigError
 from llmcf.ranking.path import Histories
 from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
-from llmcf.text.embedders import Embedder
 from llmcf.text.fusion import FUSIONS, fuse_similarity, rescale_text
 from llmcf.text.neighbours import TextNeighbours, top_positive
 from llmcf.text.users import USER_REPRESENTATIONS, user_vectors
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from llmcf.text.embedding_base import Embedder
 
 __all__ = [
     "FUSIONS",
@@ -377,6 +380,8 @@ class _TextKNN(_KNN):
         x, y, n_x, n_y = self._switch_arrays(
             self.user_idx_, self.item_idx_, len(self.users_), len(self.items_)
         )
+        import scipy.sparse as sp
+
         binary = sp.csr_matrix((np.ones(len(x)), (x, y)), shape=(n_x, n_y))
         binary.sum_duplicates()
         binary.data[:] = 1.0

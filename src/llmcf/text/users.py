@@ -23,10 +23,9 @@ similarity to anyone.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmcf.errors import ConfigError
-from llmcf.text.embedders import l2_normalize
+from llmcf.text.embedding_base import l2_normalize
 
 USER_REPRESENTATIONS = ("centered", "residual", "mean", "positive")
 
@@ -73,5 +72,7 @@ def user_vectors(
     # users whose weights are all zero fall back to the plain mean of their items
     mass = np.bincount(u, weights=np.abs(weights), minlength=n_users)
     weights = np.where(mass[u] > 1e-12, weights, 1.0)
+    import scipy.sparse as sp
+
     w = sp.csr_matrix((weights, (u, i)), shape=(n_users, item_vectors.shape[0]))
     return l2_normalize(np.asarray(w @ item_vectors.astype(np.float64)))
