@@ -227,7 +227,10 @@ def test_demo_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-d
     real_data_dir("ml-100k")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     assert (tmp_path / "demo" / "mae_vs_k.png").exists()
-    assert "item-knn" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "t-item-knn" in out and "t-user-knn" in out  # the paper's experiment
+    assert "ndcg@10" in out  # top-N
+    assert "POST /v1/events" in out and "GET /v1/users/196/recommendations" in out  # service
 
 
 def test_rating_evaluation_of_implicit_data_is_refused(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,7 @@
-"""``llmcf demo``: fit and evaluate on MovieLens 100K, print the table, write the plot, then
-show one user's CF list next to its re-ranked versions."""
+"""``llmcf demo``: the mission end to end on MovieLens 100K -- the paper's T-CF vs CF
+experiment (table and plot), top-N ranking, one user's CF list next to its re-ranked (and,
+with the local LLM installed, explained) versions, and the service answering and folding in
+an event."""
 
 from __future__ import annotations
 
@@ -28,29 +30,67 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"ml-100k not found under {data_dir()}; downloading it once")
         data = str(download_movielens("ml-100k"))
-    print("llmcf demo: user- and item-kNN (pearson_baseline similarity, baseline prediction)")
-    print("on MovieLens 100K, canonical folds u1-u5, K = 5, 10, 15, 20, 40\n")
-    ns = argparse.Namespace(
-        data=data,
-        split="u1-u5",
-        model=["user-knn", "item-knn", "baseline"],
-        k=[5, 10, 15, 20, 40],
-        similarity="pearson_baseline",
-        prediction="baseline",
-        min_k=None,
-        shrinkage=None,
-        min_support=None,
-        baseline_method=None,
-        threads=None,
-        seed=0,
-        report=str(out / "results.json"),
-        plot=str(out / "mae_vs_k.png"),
-        predictions=None,
-        quiet=args.quiet,
-    )
-    status = run_evaluate(ns)
+    from llmcf.cli.parser import build_parser
+
+    quiet = ["--quiet"] if args.quiet else []
+
+    def evaluate(argv: list[str]) -> int:
+        return run_evaluate(build_parser().parse_args(["evaluate", *argv, *quiet]))
+
+    print("llmcf demo 1/4 -- the paper's experiment: T-UserCF / T-ItemCF (MiniLM text fused")
+    print("into the neighbour similarity) against user- and item-kNN, MAE on MovieLens 100K,")
+    print("canonical folds u1-u5, K = 5, 10, 15, 20, 40\n")
+    status = evaluate(
+        ["--data", data, "--split", "u1-u5", "--model", "user-knn,t-user-knn,item-knn,t-item-knn",
+         "--k", "5,10,15,20,40", "--report", str(out / "results.json"),
+         "--plot", str(out / "mae_vs_k.png")]
+    )  # fmt: skip
+    print("\nllmcf demo 2/4 -- top-N: full ranking over unseen items, relevant = rating >= 4\n")
+    status |= evaluate(
+        ["--task", "topn", "--data", data, "--split", "u1", "--relevance", "4",
+         "--model", "item-knn,t-item-knn,user-knn", "--n", "10"]
+    )  # fmt: skip
+    print("\nllmcf demo 3/4 -- the two-stage pipeline: CF candidates re-ranked")
     run_demo_rerank(data, quiet=args.quiet)
+    print("\nllmcf demo 4/4 -- the service: the same list over HTTP, then after a purchase")
+    run_demo_service(data, out / "model")
     return status
+
+
+def run_demo_service(data: str, folder: Path, user_id: str = "196") -> None:
+    """Fit item-kNN, save it, serve it in-process, and show a user's list before and after
+    a purchase event (skipped, with the reason, without the serve extra)."""
+    try:
+        from fastapi.testclient import TestClient
+    except ImportError:
+        print("  (skipped: the serve extra is not installed: pip install -e '.[serve]')")
+        return
+    import tempfile
+
+    from llmcf.data.loaders import resolve_dataset
+    from llmcf.models import make_model
+    from llmcf.persist import save_model
+    from llmcf.serve.app import create_app
+    from llmcf.serve.state import ServeSettings
+
+    save_model(make_model("item-knn").fit(resolve_dataset(data)), folder)
+    key = "demo-key-0123456789abcdef"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = ServeSettings(
+            model_dir=folder, events_db=str(Path(tmp) / "events.sqlite"), api_key=key
+        )
+        with TestClient(create_app(settings)) as client:
+            while client.get("/readyz").status_code != 200:
+                time.sleep(0.05)
+            url = f"/v1/users/{user_id}/recommendations"
+            before = client.get(url, params={"n": 5}).json()["items"]
+            print(f"  GET {url}?n=5 -> {[i['item_id'] for i in before]}")
+            event = {"user_id": user_id, "item_id": before[0]["item_id"], "type": "purchase"}
+            client.post("/v1/events", json={"events": [event]}, headers={"X-API-Key": key})
+            print(f"  POST /v1/events {event}")
+            after = client.get(url, params={"n": 5}).json()["items"]
+            print(f"  GET {url}?n=5 -> {[i['item_id'] for i in after]}")
+    print(f"  the model folder {folder} serves with: llmcf serve --model-dir {folder}")
 
 
 def run_demo_rerank(data: str, *, user_id: str = "196", n: int = 10, quiet: bool = False) -> None:
