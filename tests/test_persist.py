@@ -155,3 +155,25 @@ def test_a_crash_at_any_step_of_a_save_leaves_a_loadable_model(
     np.testing.assert_array_equal(
         loaded.recommend_many(np.arange(4), 3).items, want.recommend_many(np.arange(4), 3).items
     )
+
+
+def test_a_compressed_member_is_refused_before_decompressing(tmp_path: Path) -> None:
+    """A zip bomb: a small file whose member inflates to 200 MB is refused from its header."""
+    import json as json_module
+
+    from tests.conftest import random_dataset
+
+    from llmcf import persist
+
+    folder = save_model(ItemKNN(k=3).fit(random_dataset(1, n_users=12, n_items=9)), tmp_path / "m")
+    path = arrays_path(folder)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["rating"] = np.zeros(25_000_000)  # 200 MB of zeros, a few hundred kB compressed
+    np.savez_compressed(path, **arrays)
+    manifest = json_module.loads((folder / "manifest.json").read_text())
+    manifest["arrays"] = {k: persist.digest(v) for k, v in arrays.items()}
+    (folder / "manifest.json").write_text(json_module.dumps(manifest))
+    assert path.stat().st_size < 5_000_000
+    with pytest.raises(ModelLoadError, match="compressed"):
+        load_model(folder)

@@ -36,8 +36,6 @@ ARRAYS_PREFIX = "arrays-"
 #: files an older llmcf wrote beside the manifest; a save removes them (their content is in
 #: the manifest now)
 STALE_FILES = ("arrays.npz", "events_cutoff.json")
-#: a member of the arrays file may not inflate beyond this many bytes per compressed byte
-MAX_INFLATION = 1024
 
 
 def digest(a: np.ndarray) -> str:
@@ -71,9 +69,12 @@ def load_checked_arrays(apath: Path, expected: dict[str, str]) -> dict[str, np.n
         )
     size = apath.stat().st_size
     for info in infos:
-        if info.file_size > MAX_INFLATION * max(size, 1 << 20):
+        # save_model stores arrays uncompressed: a compressed member is not ours (and could
+        # inflate without bound), and a stored one cannot be larger than the file
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
             raise ModelLoadError(
-                f"{apath}: member {info.filename!r} would inflate to {info.file_size} bytes"
+                f"{apath}: member {info.filename!r} is compressed or claims {info.file_size} "
+                f"bytes in a {size}-byte file; llmcf writes arrays uncompressed (refit and save)"
             )
     try:
         with np.load(apath, allow_pickle=False) as npz:
