@@ -96,6 +96,13 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
 
     candidates = getattr(args, "candidates", "all")
     baselines = _baselines(args)
+    if list(getattr(args, "k", [40]) or [40]) != [40]:
+        print(
+            "warning: --k is the rating neighbour count; plain kNN ranks top-N with its ranking "
+            "similarity (50 neighbours per item, 40 per user), so --k changes only models that "
+            "rank with their rating neighbours",
+            file=sys.stderr,
+        )
     folds = list(
         iter_folds(args.data, args.split, seed=args.seed, data_options=_data_options(args))
     )
@@ -137,7 +144,13 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         f"coverage@{n}",
     ]
     if args.sampled is None:
-        metrics += [f"retriever_recall@{m}", "weight", "rerank_p50_seconds", "rerank_p95_seconds"]
+        metrics += [
+            f"retriever_recall@{m}",
+            "n_cf_fallbacks",
+            "weight",
+            "rerank_p50_seconds",
+            "rerank_p95_seconds",
+        ]
     if baselines:
         metrics += [f"expected_ndcg@{n}", f"expected_recall@{n}"]
     print(format_table(rows, metrics))

@@ -70,7 +70,7 @@ SPLIT_FORMS = (
     "coldstart-items or coldstart-items:F (0 < F < 1)",
     "loo",
     "holdout:F (0 < F < 1)",
-    "u1..u5, u1-u5, ua, ub (file splits, see is_file_split)",
+    "u1..u5, u1-u5, ua, ub (MovieLens 100K's predefined files)",
 )
 
 
