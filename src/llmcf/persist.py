@@ -60,7 +60,7 @@ def load_checked_arrays(apath: Path, expected: dict[str, str]) -> dict[str, np.n
             infos = zf.infolist()
     except FileNotFoundError:
         raise ModelLoadError(f"{apath}: missing") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as exc:
         raise ModelLoadError(f"{apath}: corrupted or unreadable ({exc})") from None
     names = {info.filename.removesuffix(".npy") for info in infos}
     if names != set(expected):
@@ -79,7 +79,7 @@ def load_checked_arrays(apath: Path, expected: dict[str, str]) -> dict[str, np.n
     try:
         with np.load(apath, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
         raise ModelLoadError(f"{apath}: corrupted or unreadable ({exc})") from None
     for name, a in arrays.items():
         if digest(a) != expected[name]:
@@ -158,8 +158,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{folder}: no {MANIFEST}; is this a folder written by `llmcf fit`?")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{mpath}: corrupted manifest ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # JSONDecodeError too
+        raise ModelLoadError(f"{mpath}: corrupted manifest ({str(exc)[:200]})") from None
     if not isinstance(manifest, dict):
         raise ModelLoadError(f"{mpath}: the manifest is not a JSON object")
     if manifest.get("format") == "llmcf.neighbor-artifact":

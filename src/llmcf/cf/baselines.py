@@ -45,6 +45,10 @@ class BaselineConfig:
             raise ConfigError(f"baseline method must be 'als' or 'sgd', got {self.method!r}")
         if self.n_epochs is not None and self.n_epochs < 0:
             raise ConfigError(f"n_epochs must be >= 0, got {self.n_epochs}")
+        for name in ("reg_u", "reg_i", "reg", "learning_rate"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
     @property
     def epochs(self) -> int:

@@ -92,8 +92,12 @@ class KNNConfig:
                 f"unknown prediction rule {self.prediction!r}; valid: {', '.join(PREDICTION_RULES)}"
             )
         get_similarity(self.similarity)
-        if self.shrinkage is not None and self.shrinkage < 0:
-            raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage}")
+        if self.shrinkage is not None and not (np.isfinite(self.shrinkage) and self.shrinkage >= 0):
+            raise ConfigError(f"shrinkage must be a finite number >= 0, got {self.shrinkage}")
+        for name in ("reg_u", "reg_i"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if self.min_support < 0:
             raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
         if not self.correction_shrinkage >= 0:

@@ -18,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
         items_out = str(out.with_name(out.name.removesuffix(".parquet") + ".items.parquet"))
     if items_out is not None and not args.text:
         raise LlmcfError("--items-out needs --text")
+    if args.seed < 0:
+        raise LlmcfError(f"--seed must be >= 0, got {args.seed}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:

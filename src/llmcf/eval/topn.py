@@ -251,6 +251,8 @@ def evaluate_topn(
 
     if n < 1 or n_candidates < 1:
         raise ConfigError(f"n and n_candidates must be >= 1, got {n}, {n_candidates}")
+    if max_users is not None and max_users < 1:
+        raise ConfigError(f"max_users (--max-users) must be >= 1, got {max_users}")
     if sampled is not None and sampled < 1:
         raise ConfigError(f"sampled must be >= 1, got {sampled}")
     if candidates not in CANDIDATE_MODES:

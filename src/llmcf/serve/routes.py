@@ -352,7 +352,14 @@ def reload(state: State, body: s.ReloadIn | None = None) -> s.ReloadOut:
         t0 = time.perf_counter()
         try:
             model = load_serving_model(Path(target))
-        except (LlmcfError, OSError, ValueError, KeyError) as exc:
+        except (
+            LlmcfError,
+            OSError,
+            ValueError,
+            KeyError,
+            RecursionError,
+            NotImplementedError,
+        ) as exc:
             state.metrics.reloads.labels("error").inc()
             raise HTTPException(
                 status_code=400, detail=f"cannot load model from {target}: {exc}"

@@ -43,6 +43,21 @@ def _clean_text(value: object) -> str | None:
     return text or None
 
 
+def _id_list(value: object, path: object, line: int | None, field: str) -> list[str]:
+    """A list of product ids (``also_buy``, ``also_view``); anything else is a DataError."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise DataError(
+            "expected a list of product ids",
+            path=str(path),
+            line=line,
+            column=field,
+            value=str(value)[:80],
+        )
+    return [str(v) for v in value]
+
+
 def _clean_list(value: object) -> list[str]:
     if value is None:
         return []
@@ -224,8 +239,12 @@ def load_amazon2018(path: PathLike, *, max_reviews_per_item: int = 5) -> Dataset
             fields["feature"].append(_clean_list(rec.get("feature")))
             fields["price"].append(_parse_price(rec.get("price")))
             fields["main_cat"].append(_clean_text(rec.get("main_cat")))
-            fields["also_buy"].append([str(a) for a in rec.get("also_buy") or []])  # type: ignore[attr-defined]
-            fields["also_view"].append([str(a) for a in rec.get("also_view") or []])  # type: ignore[attr-defined]
+            fields["also_buy"].append(
+                _id_list(rec.get("also_buy"), meta_path, meta_lines.get(asin), "also_buy")
+            )
+            fields["also_view"].append(
+                _id_list(rec.get("also_view"), meta_path, meta_lines.get(asin), "also_view")
+            )
         except RecursionError:
             raise DataError(
                 "meta record nested too deeply", path=str(meta_path), line=meta_lines.get(asin)

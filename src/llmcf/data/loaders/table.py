@@ -253,7 +253,18 @@ def load_table(
                 parsed.dt.tz_convert(None).astype("datetime64[s]").astype(np.int64).to_numpy()
             )
         else:
-            timestamp = numeric.to_numpy(np.float64).astype(np.int64)
+            values = numeric.to_numpy(np.float64)
+            bad = ~np.isfinite(values) | (np.abs(values) >= 2.0**62)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    "timestamp out of range (unix seconds)",
+                    path=label,
+                    line=where(row),
+                    column=mapping["timestamp"],
+                    value=raw.iloc[row],
+                )
+            timestamp = values.astype(np.int64)
 
     if rating_scale is None and feedback == "explicit" and rating is not None and len(rating):
         rating_scale = (float(np.min(rating)), float(np.max(rating)))
