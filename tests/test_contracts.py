@@ -10,6 +10,7 @@ from tests.conftest import random_dataset
 from tests.text.test_fused import FakeEmbedder, make_dataset
 
 from llmcf import BaselineOnly, GlobalMean, ItemKNN, UserKNN, registry
+from llmcf.cf.ease import EASE
 from llmcf.models import model_names
 from llmcf.testing.contracts import check_model_contract
 from llmcf.text.fused import TItemKNN, TUserKNN
@@ -25,6 +26,9 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "baseline": lambda: BaselineOnly(),
     "baseline-sgd": lambda: BaselineOnly(method="sgd"),
     "global-mean": lambda: GlobalMean(),
+    "ease": lambda: EASE(lam=5.0),
+    "ease-bounded": lambda: EASE(lam=5.0, dense_max=0, n_neighbors=4),
+    "ease-tune": lambda: EASE(tune=True, lam_grid=(1.0, 10.0), tune_fraction=0.3),
     "t-item-knn": lambda: TItemKNN(k=3, embedder=FakeEmbedder()),
     "t-item-knn-text": lambda: TItemKNN(k=3, embedder=FakeEmbedder(), rank_weight=0.5),
     "t-item-knn-rating-ranking": lambda: TItemKNN(k=3, embedder=FakeEmbedder()).set_ranking(

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import llmcf.cf.baselines
+import llmcf.cf.ease
 import llmcf.cf.knn
 import llmcf.text.fused
 from llmcf import registry
@@ -15,7 +16,7 @@ from llmcf.errors import ConfigError
 from llmcf.text.fused import TEXT_OPTIONS
 
 # the imports above register the models; they are named here so linters keep them
-MODEL_MODULES = (llmcf.cf.baselines, llmcf.cf.knn, llmcf.text.fused)
+MODEL_MODULES = (llmcf.cf.baselines, llmcf.cf.ease, llmcf.cf.knn, llmcf.text.fused)
 
 
 def model_names() -> list[str]:
