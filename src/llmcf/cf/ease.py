@@ -22,16 +22,20 @@ G is formed in row blocks of sparse products, inverted in place (LAPACK ``dpotrf
 ``tune`` runs (G is kept beside each trial) and while a save checksums the array.
 ``dense_max=16384`` bounds it at 2 GiB.
 
-**Bounded model** (more than ``dense_max`` items): the pruned Gram keeps, for each item j,
-the ``n_neighbors`` items i with the largest co-occurrence ``G_ij > 0`` (ties: lower index),
-``S_j``; column j of B is the ridge regression restricted to them::
+**Bounded model** (more than ``dense_max`` items). For each item j, ``S_j`` is the
+``n_neighbors`` (k) items i with the largest cosine ``G_ij / sqrt(G_ii G_jj)`` among those with
+``G_ij > 0`` (ties: lower index), and column j of B is the ridge regression restricted to them::
 
     B[S_j, j] = (G~[S_j, S_j] + lam I)^-1 G[S_j, j],   B_ij = 0 for i not in S_j
 
-where ``G~`` is G with the entries between two neighbours that are in neither's list set to 0
-(the pruned Gram; diagonal and right-hand side are exact). With every co-occurring pair kept
-this is column j of the exact solution restricted to S_j. B has at most ``n_neighbors``
-non-zeros per column; memory ``O(nnz(X) + n_items * n_neighbors)``, never n_items^2.
+``G~`` is the *pruned Gram*: each item keeps its ``gram_neighbors`` (m, default 2k) largest
+co-occurrences ``G_ip``; ``G~_pq = G_pq`` when q is in p's list or p in q's, else 0; diagonal
+and right-hand side are exact. With every co-occurring pair kept (k, m >= n_items - 1) this is
+exactly column j of the exact model when every pair co-occurs. G is formed in row blocks of
+sparse products and never held whole: memory ``O(nnz(X) + n_items (k + m))``, never
+n_items^2; time ``O(sum_u deg(u)^2 + n_items (k m + k^3))``. B has at most k non-zeros per
+column. Measured against the exact model (benchmarks/bench_ease.py): top-10 overlap 0.89 on
+ml-100k u1 and 0.93 on a 5,000-item synthetic catalog at k = 200.
 
 **Scores.** ``score(u, j) = (x_u B)_j`` for every item with a training positive (items
 without one have an all-zero column and get no score, -inf); finite negative scores are
@@ -98,7 +102,8 @@ class EASEConfig:
     every interaction with a value > 0 for implicit data). weighting: ``"binary"`` (1 per
     positive) or ``"value"`` (the positive's value). dense_max: the largest catalog fitted
     with the exact dense closed form (memory about n_items^2 * 8 bytes). n_neighbors: the
-    non-zeros per column of the bounded model above ``dense_max``. tune, tune_fraction,
+    non-zeros per column of the bounded model above ``dense_max``; gram_neighbors: entries
+    per item of its pruned Gram (None: 2 * n_neighbors). tune, tune_fraction,
     tune_seed, lam_grid: choose lam on a validation carve of the training data. threads:
     worker threads of the bounded model (default ``$LLMCF_THREADS``, else the cores).
     """
@@ -583,7 +588,7 @@ class EASE(Model):
         self._check_fitted()
         x = self._positives(h.values)
         if self.B_ is not None:
-            scores = np.array(x @ self.B_, dtype=np.float64)
+            scores = np.asarray(x @ self.B_, dtype=np.float64)
         else:
             scores = (x @ self._sparse_B()).toarray()
         scores[:, ~self.item_known_] = -np.inf
