@@ -42,7 +42,7 @@ def digest(a: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and bytes."""
     h = hashlib.sha256()
     h.update(str(a.dtype).encode() + str(a.shape).encode())
-    h.update(memoryview(np.ascontiguousarray(a)).cast("B"))  # no copy of the array
+    h.update(memoryview(np.ascontiguousarray(a)).cast("B"))  # type: ignore[arg-type]  # no copy
     return h.hexdigest()
 
 
