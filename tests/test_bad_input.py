@@ -10,9 +10,8 @@
 * the service: a 4xx JSON body naming the problem, never a 5xx.
 
 Every file is made in ``tmp_path``; the two ``real-ml100k-*`` cases read MovieLens 100K from
-``$LLMCF_DATA_DIR/ml-100k`` and are skipped without it. Cases marked ``xfail(strict=True)`` are
-known defects of ``src/`` (their reason says what happens instead); they turn into failures
-once fixed, so the mark can be dropped.
+``$LLMCF_DATA_DIR/ml-100k`` and are skipped without it. A defect this suite finds is fixed
+with the case that found it.
 """
 
 from __future__ import annotations
@@ -44,10 +43,6 @@ from llmcf.persist import digest, save_model
 
 API_KEY = "bad-input-api-key-0123456789"
 BODY_LIMIT = 200_000  # the service's max_body_bytes in these cases (1,000 events fit)
-
-
-def xfail(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 # ====================================================================== shared inputs

@@ -135,12 +135,3 @@ class EventRows:
         vals = np.array([value[i] for i in idx.tolist()], dtype=np.float64)
         keep = vals != 0
         return idx[keep], vals[keep], seen
-
-
-def explicit_value(event_type: str, value: float | None, top_rating: float) -> float:
-    """An event's value in rating units (explicit models; rules in the module docstring)."""
-    if event_type == "rating" and value is not None:
-        return float(value)
-    if event_type in ("purchase", "cart"):
-        return float(top_rating)
-    return 0.0

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcf.ranking.events import EventRows, explicit_value
+from llmcf.ranking.events import EventRows
 from llmcf.ranking.lists import (
     SOURCE_NEIGHBOURS,
     SOURCE_POPULAR,
@@ -225,18 +225,24 @@ class ServingModel:
         if not self.text or item_texts is None:
             notes.append("items unknown to the model are not folded in (the model has no text)")
             return []
-        texts = item_texts(sorted(set(ids)))
-        value: dict[str, float] = {}
-        for item_id, t, v in zip(ids, new.types[unknown], new.values[unknown], strict=True):
-            given = None if v != v else float(v)
-            if self.explicit:
-                if t == "rating" and given is not None:
-                    value[item_id] = given
-                elif item_id not in value:
-                    value[item_id] = explicit_value(str(t), given, self.top_rating)
-            else:
-                value[item_id] = value.get(item_id, 0.0) + self.weights.weight(str(t), given)
-        rows = [(texts[i], value[i]) for i in sorted(value) if texts.get(i)]
+        uniq = sorted(set(ids))
+        texts = item_texts(uniq)
+        # the same fold as for known items, over stand-in indices of the unknown ones
+        pseudo = {item_id: k for k, item_id in enumerate(uniq)}
+        events = EventRows(
+            np.array([pseudo[i] for i in ids], dtype=np.int64),
+            new.types[unknown],
+            new.values[unknown],
+        )
+        idx, vals, _ = events.fold(
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            explicit=self.explicit,
+            weights=self.weights,
+            top_rating=self.top_rating,
+        )
+        value = dict(zip(idx.tolist(), vals.tolist(), strict=True))
+        rows = [(texts[i], value.get(k, 0.0)) for k, i in enumerate(uniq) if texts.get(i)]
         if not rows:
             notes.append("items unknown to the model have no stored text: not folded in")
         return rows

@@ -165,6 +165,40 @@ class TextFusionConfig:
 TEXT_OPTIONS = frozenset(f.name for f in fields(TextFusionConfig))
 
 
+_PAIR_BLOCK = 1 << 16  # pairs per block of the pairwise computations
+
+
+def _pair_cosines(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float64 dot products of the row pairs (rows[t], cols[t]) of unit ``vectors``, in
+    blocks of pairs."""
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), _PAIR_BLOCK):
+        r, c = rows[start : start + _PAIR_BLOCK], cols[start : start + _PAIR_BLOCK]
+        out[start : start + _PAIR_BLOCK] = np.einsum(
+            "ij,ij->i", vectors[r].astype(np.float64), vectors[c].astype(np.float64)
+        )
+    return out
+
+
+def _top_lists(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int, k: int, dtype: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of (rows, cols, vals) pairs: the ``k`` largest positive values (ties by lower
+    column), as -1 / 0 padded ``(idx, val)`` of shape (n, k)."""
+    keep = vals > 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    starts = np.searchsorted(rows, np.arange(n))
+    rank = np.arange(len(rows)) - starts[rows]
+    top = rank < k
+    idx = np.full((n, k), -1, dtype=dtype)
+    val = np.zeros((n, k))
+    idx[rows[top], rank[top]] = cols[top]
+    val[rows[top], rank[top]] = vals[top]
+    return idx, val
+
+
 @dataclass
 class _Components:
     """What the blend needs: dense (n_x, n_x) matrices, or flat arrays over candidate pairs."""
@@ -344,27 +378,11 @@ class _TextKNN(_KNN):
             rows, cols = keys // n, keys % n
             cf = np.zeros(len(keys))
             cf[np.searchsorted(keys, keys_cf)] = plain.data
-            cos = np.empty(len(keys))
-            step = 1 << 16
-            for start in range(0, len(keys), step):
-                r, c = rows[start : start + step], cols[start : start + step]
-                cos[start : start + step] = np.einsum(
-                    "ij,ij->i", vectors[r].astype(np.float64), vectors[c].astype(np.float64)
-                )
+            cos = _pair_cosines(vectors, rows, cols)
             fused = fuse_similarity(
                 cf, cos, np.zeros(len(keys)), fusion="fixed", alpha=1.0 - w, beta=1.0
             )
-            keep = fused > 0
-            rows, cols, fused = rows[keep], cols[keep], fused[keep]
-            order = np.lexsort((cols, -fused, rows))
-            rows, cols, fused = rows[order], cols[order], fused[order]
-            starts = np.searchsorted(rows, np.arange(n))
-            rank = np.arange(len(rows)) - starts[rows]
-            top = rank < cfg.n_neighbors
-            idx = np.full((n, cfg.n_neighbors), -1, dtype=np.int64)
-            val = np.zeros((n, cfg.n_neighbors))
-            idx[rows[top], rank[top]] = cols[top]
-            val[rows[top], rank[top]] = fused[top]
+            idx, val = _top_lists(rows, cols, fused, n, cfg.n_neighbors, np.int64)
             return lists_to_csr(idx, val, n)
 
         return self._cache("t_ranking_neighbors", build)
@@ -445,14 +463,11 @@ class _TextKNN(_KNN):
         cf = np.zeros(len(keys))
         order = np.argsort(cf_keys)
         cf[np.searchsorted(keys, cf_keys[order])] = cf_vals[order]
-        cos = np.empty(len(keys))
+        cos = _pair_cosines(x_vectors, rows, cols)
         support = np.empty(len(keys))
-        block = 1 << 16
+        block = _PAIR_BLOCK
         for start in range(0, len(keys), block):
             r, c = rows[start : start + block], cols[start : start + block]
-            cos[start : start + block] = np.einsum(
-                "ij,ij->i", x_vectors[r].astype(np.float64), x_vectors[c].astype(np.float64)
-            )
             support[start : start + block] = np.asarray(
                 binary[r].multiply(binary[c]).sum(axis=1)
             ).ravel()
@@ -480,18 +495,9 @@ class _TextKNN(_KNN):
             return
         assert comp.cols is not None and self.nbr_idx_ is not None
         n_x, n_store = self.nbr_idx_.shape
-        keep = fused > 0
-        rows, cols, vals = comp.rows[keep], comp.cols[keep], fused[keep]
-        order = np.lexsort((cols, -vals, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        starts = np.searchsorted(rows, np.arange(n_x))
-        rank = np.arange(len(rows)) - starts[rows]
-        top = rank < n_store
-        idx = np.full((n_x, n_store), -1, dtype=np.int32)
-        sim = np.zeros((n_x, n_store))
-        idx[rows[top], rank[top]] = cols[top]
-        sim[rows[top], rank[top]] = vals[top]
-        self.nbr_idx_, self.nbr_sim_ = idx, sim
+        self.nbr_idx_, self.nbr_sim_ = _top_lists(
+            comp.rows, comp.cols, fused, n_x, n_store, np.int32
+        )
 
     # ------------------------------------------------------------------ tune
     def _grid(self) -> list[dict[str, float]]:
