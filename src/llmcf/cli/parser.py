@@ -141,6 +141,19 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         help="shrink item biases towards their text neighbours' (0 off .. 1; T default 1)",
     )
     text.add_argument(
+        "--item-text",
+        choices=["catalog", "profile", "both"],
+        default=None,
+        help="item text to embed: catalog (default), profile (LLM-written, llmcf enrich) or "
+        "both (catalog text, then the profile)",
+    )
+    text.add_argument(
+        "--profiles",
+        default=None,
+        help="folder of the item profiles (llmcf enrich --out; default "
+        "$LLMCF_CACHE_DIR/profiles/<name of --data>)",
+    )
+    text.add_argument(
         "--tune",
         action="store_true",
         default=None,
@@ -165,7 +178,20 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
             for key in ("embedder", "fusion", "alpha", "beta", "shift", "amplify", "bias_prior")
         },
         "tune": getattr(args, "tune", None),
+        **_item_text_options(args),
     }
+
+
+def _item_text_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``item_text`` and ``profiles`` (the default folder of ``--data``'s profiles when
+    ``--item-text`` needs them and ``--profiles`` is not given)."""
+    mode = getattr(args, "item_text", None)
+    profiles = getattr(args, "profiles", None)
+    if mode in ("profile", "both") and profiles is None and getattr(args, "data", None):
+        from llmcf.text.profiles import default_profiles_dir
+
+        profiles = str(default_profiles_dir(args.data))
+    return {"item_text": mode, "profiles": profiles}
 
 
 def _add_topn_options(p: argparse.ArgumentParser, *, many_rerank: bool) -> None:

@@ -71,6 +71,7 @@ from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
 from llmcf.text.fusion import FUSIONS, fuse_similarity, rescale_text
 from llmcf.text.neighbours import TextNeighbours, top_positive
+from llmcf.text.profiles import ITEM_TEXT_MODES
 from llmcf.text.users import USER_REPRESENTATIONS, user_vectors
 
 if TYPE_CHECKING:
@@ -112,6 +113,10 @@ class TextFusionConfig:
     bias_prior_k: int = 20
     user_repr: str = "centered"
     template: str = "auto"
+    #: which item text is embedded: catalog, profile (LLM-written, ``llmcf enrich``) or both
+    #: (:func:`llmcf.text.profiles.item_texts`); ``profiles``: the folder of the profiles
+    item_text: str = "catalog"
+    profiles: str | None = None
     n_text_neighbors: int = 50
     ann: str = "auto"
     tune: bool = False
@@ -141,6 +146,10 @@ class TextFusionConfig:
         if self.user_repr not in USER_REPRESENTATIONS:
             raise ConfigError(
                 f"unknown user_repr {self.user_repr!r}; valid: {', '.join(USER_REPRESENTATIONS)}"
+            )
+        if self.item_text not in ITEM_TEXT_MODES:
+            raise ConfigError(
+                f"unknown item_text {self.item_text!r}; valid: {', '.join(ITEM_TEXT_MODES)}"
             )
         if self.ann not in ANN_METHODS:
             raise ConfigError(f"unknown ann {self.ann!r}; valid: {', '.join(ANN_METHODS)}")
@@ -266,21 +275,24 @@ class _TextKNN(_KNN):
 
     # ------------------------------------------------------------------ text
     def item_text_vectors(self, dataset: Dataset, *, progress: bool | None = False) -> np.ndarray:
-        """float32 (n_items, dim) embeddings of the rendered item texts (on-disk cache)."""
+        """float32 (n_items, dim) embeddings of the item texts in the configured ``item_text``
+        mode (:func:`llmcf.text.profiles.item_text_source`; on-disk cache). Records where the
+        texts came from in ``item_text_provenance_`` (saved with the model)."""
         from llmcf.text.cache import embed_with_cache
         from llmcf.text.embedders import make_embedder
-        from llmcf.text.render import render_item_texts, template_version
+        from llmcf.text.profiles import item_text_source
 
         tc = self.text_config
-        fields_ = dataset.item_catalog.fields if dataset.item_catalog is not None else {}
         try:
-            texts = render_item_texts(dataset, tc.template)
-            version = template_version(fields_, tc.template)
+            source = item_text_source(dataset, tc.item_text, tc.profiles, template=tc.template)
         except ConfigError as exc:
             raise ConfigError(f"{type(self).__name__} needs item text: {exc}") from None
+        self.item_text_provenance_ = source.provenance
         if self._embedder is None:
             self._embedder = make_embedder(tc.embedder)
-        return embed_with_cache(self._embedder, texts, template_version=version, progress=progress)
+        return embed_with_cache(
+            self._embedder, source.texts, template_version=source.version, progress=progress
+        )
 
     def _x_vectors(self, item_vectors: np.ndarray) -> np.ndarray:
         if not self.user_based:
@@ -550,6 +562,7 @@ class _TextKNN(_KNN):
         return {
             **super()._state(),
             "params": self.params_,
+            "item_text": getattr(self, "item_text_provenance_", None),
             "rank_weight": float(getattr(self, "rank_weight_", 0.0)),
         }
 
@@ -563,6 +576,7 @@ class _TextKNN(_KNN):
         self.item_vectors_ = arrays.pop("item_vectors")
         self.x_vectors_ = arrays.pop("x_vectors", self.item_vectors_)
         self.params_ = state.get("params")
+        self.item_text_provenance_ = state.get("item_text") or {"mode": "catalog"}
         self.rank_weight_ = float(state.get("rank_weight", 0.0) or 0.0)
         self.tune_results_ = []
         self.rank_results_ = []
