@@ -2,7 +2,10 @@
 
 The hand-checked case: 4 users, 3 warm items (w0..w2, train only) and 3 cold items (c0..c2,
 test only). Every cold item has popularity 0 in train, so global-mean (popularity scores) and
-item-knn (no score for a cold item: popularity padding) both list the cold items by index.
+item-knn (no score for a cold item: popularity padding) both list the cold items in the
+padding's tie order, the fixed permutation of ``TIE_SEED`` (on this catalog: c2, c1, c0; the
+three warm items also tie, as w2, w0, w1) -- never by index, which would leak the data file's
+id order.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
 from llmcf.eval.split import parse_split
 from llmcf.eval.topn import cold_items, evaluate_topn
+from llmcf.ranking.path import TIE_SEED
 
 LOG3 = float(np.log2(3))
 
@@ -63,6 +67,12 @@ def _tiny() -> tuple[Dataset, _Fold]:
     return ds, _Fold("hand", ds, np.flatnonzero(~test), np.flatnonzero(test))
 
 
+def test_padding_tie_order_of_the_hand_catalog() -> None:
+    tie = np.random.default_rng(TIE_SEED).permutation(6)
+    assert sorted(range(3), key=lambda i: tie[i]) == [2, 0, 1]  # w2, w0, w1
+    assert sorted(range(3, 6), key=lambda i: tie[i]) == [5, 4, 3]  # c2, c1, c0
+
+
 def test_cold_items_of_the_hand_fold() -> None:
     ds, fold = _tiny()
     np.testing.assert_array_equal(cold_items(ds, ds.subset(fold.train)), [3, 4, 5])
@@ -82,14 +92,13 @@ def test_cold_candidates_ndcg_by_hand(model: str) -> None:
     )
     assert [r["model"] for r in rows] == [model, "random"]
     row, rnd = rows
-    # lists: [c0, c1] for everyone (cold items by index). Relevant (rating >= 4):
-    # u0 {c1, c2} -> c1 at rank 2: (1/log2 3) / (1 + 1/log2 3); u1 {c2} -> 0; u2 {c0} -> 1;
+    # lists: [c2, c1] for everyone (the padding's tie order). Relevant (rating >= 4):
+    # u0 {c1, c2} -> both: 1; u1 {c2} -> rank 1: 1; u2 {c0} -> 0;
     # u3 has no relevant item and is not evaluated
-    ndcg_u0 = (1 / LOG3) / (1 + 1 / LOG3)
     assert row["n_users_evaluated"] == 3
-    assert row["ndcg@2"] == pytest.approx((ndcg_u0 + 0 + 1) / 3)
-    assert row["recall@2"] == pytest.approx((0.5 + 0 + 1) / 3)
-    assert row["precision@2"] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert row["ndcg@2"] == pytest.approx((1 + 1 + 0) / 3)
+    assert row["recall@2"] == pytest.approx((1 + 1 + 0) / 3)
+    assert row["precision@2"] == pytest.approx((1 + 0.5 + 0) / 3)
     assert row["coverage@2"] == pytest.approx(2 / 6)
     assert row["candidates"] == "cold" and row["n_cold_items"] == 3
     if model == "item-knn":  # no neighbour reaches a cold item: popularity padding only
@@ -102,8 +111,9 @@ def test_cold_candidates_ndcg_by_hand(model: str) -> None:
     # the same fold with every unseen item as a candidate: warm popular items come first
     (full,) = evaluate_topn([fold], [model], n=2, relevance=4.0, progress=False)
     assert full["candidates"] == "all" and "n_cold_items" not in full
-    # u0 [w2, c0] -> 0; u1 [w1, c0] -> 0; u2 [w0, c0] -> c0 at rank 2
-    assert full["ndcg@2"] == pytest.approx((1 / LOG3) / 3)
+    # u0 [w2, c2] -> c2 at rank 2 of {c1, c2}; u1 [w1, c2] -> c2 at rank 2; u2 [w0, c2] -> 0
+    ndcg_u0 = (1 / LOG3) / (1 + 1 / LOG3)
+    assert full["ndcg@2"] == pytest.approx((ndcg_u0 + 1 / LOG3 + 0) / 3)
 
 
 def test_cold_mode_lists_only_cold_items_and_keeps_cold_relevant_items(monkeypatch) -> None:  # type: ignore[no-untyped-def]

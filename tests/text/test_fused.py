@@ -391,3 +391,79 @@ def test_no_item_text_gives_the_plain_ranking() -> None:
     np.testing.assert_array_equal(
         model.recommend_many(users, 6).items, plain.recommend_many(users, 6).items
     )
+
+
+def _clustered(seed: int = 0) -> tuple[Dataset, np.ndarray]:
+    """40 users who each like one of two text clusters of 24 items; items 20-23 of each
+    cluster have text but no interactions. Returns (dataset, item cluster)."""
+    rng = np.random.default_rng(seed)
+    cluster = np.repeat([0, 1], 24)
+    warm = np.flatnonzero(np.tile(np.arange(24) < 20, 2))
+    rows = []
+    for u in range(40):
+        liked = u % 2
+        for j in rng.choice(warm, size=12, replace=False):
+            rows.append((u, int(j), 5 if cluster[j] == liked else 1))
+    ds = Dataset.from_arrays(
+        [f"u{r[0]}" for r in rows],
+        [f"i{r[1]}" for r in rows],
+        np.array([r[2] for r in rows], dtype=float),
+        users=Vocabulary([f"u{x}" for x in range(40)], name="user"),
+        items=Vocabulary([f"i{x}" for x in range(48)], name="item"),
+        rating_scale=(1.0, 5.0),
+        item_catalog=Catalog({"title": [f"c{c}-{j}" for j, c in enumerate(cluster)]}),
+        name="clustered",
+    )
+    return ds, cluster
+
+
+class ClusterEmbedder(FakeEmbedder):
+    """Texts "c<k>-<j>": a unit vector near axis k (a little per-item noise)."""
+
+    def embed(self, texts, batch_size=32, progress=False):  # type: ignore[no-untyped-def]
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        for row, text in enumerate(texts):
+            k, j = text.rstrip(".").lstrip("c").split("-")
+            out[row, int(k)] = 1.0
+            out[row, 2] = 0.1 * (int(j) % 5)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_cold_carve_holds_out_every_interaction_of_the_cold_items() -> None:
+    from llmcf.eval.select import cold_carve
+
+    ds, _ = _clustered()
+    rest, held = cold_carve(ds, cold_items=0.25, fraction=0.1, seed=3)
+    assert len(rest) + len(held) == len(ds)
+    in_rest = set(rest.item_idx.tolist())
+    gone = set(held.item_idx.tolist()) - in_rest
+    assert len(gone) == round(0.25 * 40)  # 40 items have interactions
+    assert not gone & in_rest
+    again, _ = cold_carve(ds, cold_items=0.25, fraction=0.1, seed=3)
+    np.testing.assert_array_equal(rest.item_idx, again.item_idx)
+    with pytest.raises(ConfigError, match="cold item fraction"):
+        cold_carve(ds, cold_items=0.0)
+
+
+def test_cold_text_weight_is_chosen_on_a_cold_item_carve_and_ranks_cold_items() -> None:
+    """Warm pairs keep the warm weight; the weight of items without interactions comes from
+    a cold-item carve of the training data, and with it the cold items of a user's liked
+    cluster rank above the other cluster's."""
+    from llmcf.text.fused import RANK_WEIGHT_GRID
+
+    ds, cluster = _clustered()
+    model = TItemKNN(k=5, embedder=ClusterEmbedder(), rank_weight=0.0, cold_rank_weight=None)
+    model.fit(ds)
+    # an explicit rank_weight fixes both weights unless cold_rank_weight is given
+    assert model.cold_rank_weight_ == 0.0 and model.cold_rank_results_ == []
+    model = TItemKNN(k=5, embedder=ClusterEmbedder()).fit(ds)
+    assert [r["cold_rank_weight"] for r in model.cold_rank_results_] == list(RANK_WEIGHT_GRID)
+    assert model.cold_rank_weight_ > 0.0
+    cold = np.flatnonzero(model.popularity() == 0)
+    assert len(cold) == 8
+    recs = model.recommend_many(np.arange(40), 4, candidates=cold)
+    liked = np.arange(40) % 2
+    assert (cluster[recs.items] == liked[:, None]).all()
+    # the plain model cannot tell the cold items apart
+    plain = ItemKNN(k=5).fit(ds)
+    assert plain.recommend_many(np.arange(40), 4, candidates=cold).was_fallback.all()

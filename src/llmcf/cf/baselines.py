@@ -199,7 +199,10 @@ class GlobalMean(Model):
         return SOURCE_POPULAR
 
     def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
-        out = np.tile(self.popularity(), (len(h), 1))
+        pop = self.popularity()
+        # an item without training interactions has no popularity to rank by: it is left to
+        # the padding, whose tie order does not follow the ids
+        out = np.tile(np.where(pop > 0, pop, -np.inf), (len(h), 1))
         out[~h.has_history()] = -np.inf
         return out, None
 

@@ -9,6 +9,11 @@ Protocol: ``fraction`` of the training interactions (seeded) are held out; the h
 interactions with a value >= :func:`positive_threshold` are each user's relevant items; a
 candidate setting is fitted on the rest and scored by the mean NDCG@``n`` of its full
 ranking over unseen items (the protocol of ``llmcf evaluate --task topn``).
+
+Cold items (``cold_items`` > 0, :func:`cold_carve`): a seeded share of the items with
+interactions additionally loses *all* its interactions to the held-out part, so a setting that
+only matters for items without training interactions (the text weight they rank with) is
+chosen on items that are cold in the fit, competing with the warm held-out items.
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ def carve(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> tuple[Datas
     return dataset.subset(np.flatnonzero(~held)), dataset.subset(np.flatnonzero(held))
 
 
+def cold_carve(
+    dataset: Dataset, cold_items: float = 0.1, fraction: float = 0.1, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """``(rest, held)``: every interaction of a seeded ``cold_items`` share of the items with
+    interactions, and a seeded random ``fraction`` of the other interactions, held out."""
+    if not 0.0 < cold_items < 1.0:
+        raise ConfigError(f"cold item fraction must be in (0, 1), got {cold_items}")
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    items = np.flatnonzero(np.bincount(dataset.item_idx, minlength=dataset.n_items) > 0)
+    n_cold = round(cold_items * len(items))
+    if n_cold < 1 or n_cold >= len(items):
+        raise ConfigError(
+            f"{len(items)} items with interactions are too few for a {cold_items:.0%} "
+            "cold-item carve"
+        )
+    cold = np.zeros(dataset.n_items, dtype=bool)
+    cold[rng.choice(items, size=n_cold, replace=False)] = True
+    held = cold[dataset.item_idx] | (rng.random(len(dataset)) < fraction)
+    if held.all():
+        raise ConfigError(f"{len(dataset)} training interactions are too few for a cold carve")
+    return dataset.subset(np.flatnonzero(~held)), dataset.subset(np.flatnonzero(held))
+
+
 def validation_ndcg(model: Any, held: Dataset, n: int = 10) -> float:
     """Mean NDCG@``n`` of ``model``'s lists for the users with a relevant held-out item."""
     threshold = positive_threshold(held)
@@ -65,12 +95,17 @@ def select(
     n: int = 10,
     fraction: float = 0.1,
     seed: int = 0,
+    cold_items: float = 0.0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The setting of ``settings`` with the best validation NDCG@``n`` (the first on ties)
-    and the table of every setting's score. ``fit(data, setting)`` returns a fitted model."""
+    and the table of every setting's score. ``fit(data, setting)`` returns a fitted model.
+    ``cold_items`` > 0 carves with :func:`cold_carve` (that share of the items goes cold)."""
     if not settings:
         raise ConfigError("nothing to select from")
-    rest, held = carve(train, fraction, seed)
+    if cold_items > 0:
+        rest, held = cold_carve(train, cold_items, fraction, seed)
+    else:
+        rest, held = carve(train, fraction, seed)
     table = []
     for setting in settings:
         score = validation_ndcg(fit(rest, dict(setting)), held, n)

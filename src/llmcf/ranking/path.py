@@ -17,7 +17,7 @@ once:
    when ``exclude_seen``; with ``candidates`` only those items may be listed.
 4. **Order.** The scored items by score (desc), ties by lower item index; then, if fewer
    than ``n`` are scored, the most popular remaining items (number of training
-   interactions, desc; ties by lower index), with the source ``popular`` and their
+   interactions, desc; ties by a fixed seeded permutation of the items, :data:`TIE_SEED`), with the source ``popular`` and their
    popularity as score. The order is total, so a shorter list is a prefix of a longer one.
 5. **Fallback.** A user with no scored item at all gets popularity only and
    ``was_fallback``; the reason says whether the user was unknown (no training row and no
@@ -177,10 +177,17 @@ def check_n(n: Any) -> int:
     return int(n)
 
 
+#: seed of the fixed item permutation that breaks popularity ties in the padding
+TIE_SEED = 20191
+
+
 def popular_rank(model: Any) -> np.ndarray:
-    """Position of each item in the popularity order (most popular first, ties by index)."""
+    """Position of each item in the popularity order (most popular first; ties, e.g. the
+    items without training interactions, by a fixed seeded permutation of the item index, so
+    the order of ids in the data file cannot leak into the padding)."""
     pop = model.popularity()
-    order = np.lexsort((np.arange(len(pop)), -pop))
+    tie = np.random.default_rng(TIE_SEED).permutation(len(pop))
+    order = np.lexsort((tie, -pop))
     rank_of = np.empty(len(pop), dtype=np.int64)
     rank_of[order] = np.arange(len(pop))
     return rank_of

@@ -125,6 +125,11 @@ class TextFusionConfig:
     #: weight of text in the item ranking similarity (T-ItemKNN top-N); None: chosen on a
     #: validation carve of the training data among RANK_WEIGHT_GRID (0 = no text allowed)
     rank_weight: float | None = None
+    #: weight of text for items without training interactions (cold items, and new items
+    #: with a text); None: ``rank_weight`` when that is given, else chosen on a cold-item
+    #: carve of the training data (:func:`llmcf.eval.select.cold_carve`) among
+    #: RANK_WEIGHT_GRID
+    cold_rank_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -157,6 +162,8 @@ class TextFusionConfig:
             raise ConfigError(f"n_text_neighbors must be >= 1, got {self.n_text_neighbors}")
         if self.rank_weight is not None and not 0.0 <= self.rank_weight <= 1.0:
             raise ConfigError(f"rank_weight must be in [0, 1], got {self.rank_weight}")
+        if self.cold_rank_weight is not None and not 0.0 <= self.cold_rank_weight <= 1.0:
+            raise ConfigError(f"cold_rank_weight must be in [0, 1], got {self.cold_rank_weight}")
         if not 0.0 < self.tune_fraction < 1.0:
             raise ConfigError(f"tune_fraction must be in (0, 1), got {self.tune_fraction}")
 
@@ -327,6 +334,7 @@ class _TextKNN(_KNN):
         components = self._fit_components(dataset, item_vectors, progress=progress)
         self._apply(components, params)
         self.rank_weight_, self.rank_results_ = self._choose_rank_weight(dataset)
+        self.cold_rank_weight_, self.cold_rank_results_ = self._choose_cold_rank_weight(dataset)
         self._derived = {}
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -354,7 +362,12 @@ class _TextKNN(_KNN):
         def fit(data: Dataset, setting: dict[str, Any]) -> Any:
             probe = type(self)(
                 self.config,
-                replace(tc, tune=False, rank_weight=setting["rank_weight"]),
+                replace(
+                    tc,
+                    tune=False,
+                    rank_weight=setting["rank_weight"],
+                    cold_rank_weight=setting["rank_weight"],
+                ),
                 embedder=self._embedder,
             )
             probe.set_ranking(self.ranking)
@@ -364,14 +377,62 @@ class _TextKNN(_KNN):
         best, table = select(grid, fit, dataset, fraction=tc.tune_fraction, seed=tc.tune_seed)
         return float(best["rank_weight"]), table
 
+    def _choose_cold_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
+        """The text weight of pairs with an item without training interactions: the configured
+        one, else the best on a cold-item carve of ``dataset`` (10% of the items lose all their
+        interactions, beside 10% of the other interactions) among :data:`RANK_WEIGHT_GRID`,
+        with the warm weight fixed at ``rank_weight_``; 0 for user-based models, without item
+        text, and on a carve too small to hold cold items."""
+        tc = self.text_config
+        if self.user_based or not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
+            return 0.0, []
+        if tc.cold_rank_weight is not None:
+            return float(tc.cold_rank_weight), []
+        if tc.rank_weight is not None:  # a fixed text weight holds for every pair
+            return float(tc.rank_weight), []
+        from llmcf.eval.select import select
+
+        warm = float(self.rank_weight_)
+
+        def fit(data: Dataset, setting: dict[str, Any]) -> Any:
+            probe = type(self)(
+                self.config,
+                replace(
+                    tc,
+                    tune=False,
+                    rank_weight=warm,
+                    cold_rank_weight=setting["cold_rank_weight"],
+                ),
+                embedder=self._embedder,
+            )
+            probe.set_ranking(self.ranking)
+            return probe.fit(data)
+
+        grid = [{"cold_rank_weight": w} for w in RANK_WEIGHT_GRID]
+        try:
+            best, table = select(
+                grid, fit, dataset, fraction=tc.tune_fraction, seed=tc.tune_seed, cold_items=0.1
+            )
+        except ConfigError:  # too few items or interactions to carve cold items from
+            return 0.0, []
+        return float(best["cold_rank_weight"]), table
+
+    def _text_weights(self) -> tuple[float, float]:
+        """``(w, w_cold)``: text weights of the T-ranking for warm pairs and for pairs with an
+        item without training interactions."""
+        w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
+        return w, float(getattr(self, "cold_rank_weight_", w) or 0.0)
+
     def ranking_neighbors(self) -> Any:
         """Item-based: S_T = (1 - w) * S_k + w * max(0, cos_text), the implicit ranking
         similarity of :mod:`llmcf.ranking.config` blended with item-text cosine (one fusion,
         :func:`llmcf.text.fusion.fuse_similarity`, fixed blend), over the union of each item's
         ranking neighbours and text neighbours; its ``n_neighbors`` best kept. ``w`` =
-        ``rank_weight_`` (0: exactly the plain ranking similarity)."""
-        w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
-        if self.user_based or w == 0.0:
+        ``rank_weight_`` for pairs of items with training interactions and
+        ``cold_rank_weight_`` for pairs with an item without (its S_k is 0, so its score is
+        text alone); both 0: exactly the plain ranking similarity."""
+        w, w_cold = self._text_weights()
+        if self.user_based or (w == 0.0 and w_cold == 0.0):
             return super().ranking_neighbors()
         cfg = self.ranking
 
@@ -391,8 +452,10 @@ class _TextKNN(_KNN):
             cf = np.zeros(len(keys))
             cf[np.searchsorted(keys, keys_cf)] = plain.data
             cos = _pair_cosines(vectors, rows, cols)
+            warm = self.popularity() > 0
+            weight = np.where(warm[rows] & warm[cols], w, w_cold)
             fused = fuse_similarity(
-                cf, cos, np.zeros(len(keys)), fusion="fixed", alpha=1.0 - w, beta=1.0
+                cf, cos, np.zeros(len(keys)), fusion="fixed", alpha=1.0 - weight, beta=1.0
             )
             idx, val = _top_lists(rows, cols, fused, n, cfg.n_neighbors, np.int64)
             return lists_to_csr(idx, val, n)
@@ -564,6 +627,7 @@ class _TextKNN(_KNN):
             "params": self.params_,
             "item_text": getattr(self, "item_text_provenance_", None),
             "rank_weight": float(getattr(self, "rank_weight_", 0.0)),
+            "cold_rank_weight": float(getattr(self, "cold_rank_weight_", 0.0)),
         }
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -578,8 +642,10 @@ class _TextKNN(_KNN):
         self.params_ = state.get("params")
         self.item_text_provenance_ = state.get("item_text") or {"mode": "catalog"}
         self.rank_weight_ = float(state.get("rank_weight", 0.0) or 0.0)
+        self.cold_rank_weight_ = float(state.get("cold_rank_weight", self.rank_weight_) or 0.0)
         self.tune_results_ = []
         self.rank_results_ = []
+        self.cold_rank_results_ = []
         super()._restore(arrays, state)
         if self.item_vectors_.ndim != 2 or self.item_vectors_.shape[0] != len(self.items_):
             raise ValueError(
@@ -607,7 +673,7 @@ class _TextKNN(_KNN):
         support = 0, its ``k`` best."""
         cos = self.text_index().cosines(text)
         if self.ranking_scoring() == "implicit":
-            w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
+            _, w = self._text_weights()  # a new item has no training interactions
             fused = fuse_similarity(
                 np.zeros_like(cos), cos, np.zeros_like(cos), fusion="fixed", alpha=1.0 - w, beta=1.0
             )

@@ -31,7 +31,7 @@ def fuse_similarity(
     support: np.ndarray,
     *,
     fusion: str,
-    alpha: float,
+    alpha: float | np.ndarray,
     beta: float,
     shift: float = 0.0,
     power: float = 1.0,
@@ -40,7 +40,7 @@ def fuse_similarity(
     """Elementwise fused similarity (formulas in the module docstring); float64.
 
     ``amplify`` raises the positive values to that power; values <= 0 (never neighbours)
-    are returned unchanged.
+    are returned unchanged. ``alpha`` may be an array of per-pair weights (same shape).
     """
     text = rescale_text(cos, shift, power)
     cf = np.asarray(cf, dtype=np.float64)
