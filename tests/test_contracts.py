@@ -12,6 +12,7 @@ from tests.text.test_fused import FakeEmbedder, make_dataset
 from llmcf import BaselineOnly, GlobalMean, ItemKNN, UserKNN, registry
 from llmcf.cf.ease import EASE
 from llmcf.models import model_names
+from llmcf.rerank.learned import LearnedRanker
 from llmcf.testing.contracts import check_model_contract
 from llmcf.text.fused import TItemKNN, TUserKNN
 
@@ -35,6 +36,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
         scoring="model"
     ),
     "t-user-knn": lambda: TUserKNN(k=3, embedder=FakeEmbedder()),
+    "learned": lambda: LearnedRanker(n_candidates=6, n_estimators=10, min_child_samples=2),
 }
 
 

@@ -17,10 +17,18 @@ from llmcf.text.fused import TEXT_OPTIONS
 
 # the imports above register the models; they are named here so linters keep them
 MODEL_MODULES = (llmcf.cf.baselines, llmcf.cf.ease, llmcf.cf.knn, llmcf.text.fused)
+#: models registered on first use: the learned second stage imports scipy.sparse and the
+#: re-rank layer, which the CLI path keeps lazy
+LAZY_MODELS = ("learned",)
+
+
+def _register_lazy() -> None:
+    import llmcf.rerank.learned  # noqa: F401  (registers "learned")
 
 
 def model_names() -> list[str]:
     """CLI names of every model."""
+    _register_lazy()
     return registry.names()
 
 
@@ -35,6 +43,8 @@ def make_model(name: str, **options: Any) -> Any:
     Options that do not apply to a model (e.g. ``k`` for ``baseline``) are ignored, so one set of
     command-line options can drive a comparison of several models.
     """
+    if name in LAZY_MODELS:
+        _register_lazy()
     cls = registry.by_name(name)
     opts = {key: value for key, value in options.items() if value is not None}
     ranking = opts.pop("ranking", None)
@@ -53,6 +63,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     """Load a model saved by ``model.save``/``llmcf fit``; :class:`ModelLoadError` on any problem."""
     from llmcf.persist import read_model
 
+    _register_lazy()
     return read_model(path)
 
 

@@ -109,7 +109,7 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
     rerankers = {
         name: make_reranker_factory(name, n_threads=args.llm_threads, mode=args.llm_mode)
         for name in (args.rerank or [])
-        if name != "none"
+        if name not in ("none", "learned")
     }
     relevance = None if args.relevance is not None and args.relevance <= 0 else args.relevance
     t0 = time.perf_counter()
@@ -130,6 +130,7 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         on_skip=lambda msg: print(f"warning: {msg}", file=sys.stderr),
         candidates=candidates,
         baselines=baselines,
+        learned={} if "learned" in (args.rerank or []) else None,
     )
     elapsed = time.perf_counter() - t0
     if not rows:

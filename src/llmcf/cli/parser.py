@@ -207,14 +207,14 @@ def _add_topn_options(p: argparse.ArgumentParser, *, many_rerank: bool) -> None:
             "--rerank",
             type=_name_list,
             default=None,
-            help="topn: comma list of re-rankers: embedding, local, local:qwen2.5-1.5b, endpoint, openai:URL#MODEL",
+            help="topn: comma list of re-rankers: embedding, local, local:qwen2.5-1.5b, endpoint, openai:URL#MODEL, learned (LightGBM second stage over each model's top 50: a row <model>+learned)",
         )
     else:
         p.add_argument(
             "--rerank",
-            choices=["none", "embedding", "local", "endpoint"],
+            choices=["none", "embedding", "local", "endpoint", "learned"],
             default="none",
-            help="re-rank the CF candidates",
+            help="re-rank the CF candidates (learned: the LightGBM second stage over the model's top 50)",
         )
     p.add_argument(
         "--n-candidates",

@@ -134,6 +134,8 @@ def run_recommend(args: argparse.Namespace, model_options: dict[str, Any]) -> in
     stage = (
         "CF"
         if args.rerank == "none"
+        else f"CF top-{pipe.n_candidates} re-ranked by the learned stage"
+        if args.rerank == "learned"
         else f"CF top-{args.n_candidates} re-ranked by {args.rerank} (w={pipe.weight:g})"
     )
     print(f"{args.model} on {dataset.name}: top {args.n} for {who}; {stage}")

@@ -235,6 +235,7 @@ def evaluate_topn(
     on_skip: Callable[[str], None] | None = None,
     candidates: str = "all",
     baselines: Sequence[str] = (),
+    learned: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the protocol of the module docstring; one row per (method, fold).
 
@@ -242,7 +243,10 @@ def evaluate_topn(
     :func:`llmcf.eval.runner.iter_folds`). A model name that cannot be built (e.g. ``t-item-knn``
     when the text layer is absent) is skipped with a message to ``on_skip``. ``candidates``:
     ``"all"`` or ``"cold"``; ``baselines``: names from :data:`BASELINES`, one row each per fold
-    after the models' rows.
+    after the models' rows. ``learned`` (options of
+    :class:`~llmcf.rerank.learned.LearnedConfig`, ``{}`` for its defaults): after each model's
+    row a row ``<model>+learned``, the learned second stage with that model as retriever,
+    fitted on the fold's training data and ranked through the one ranking path.
     """
     from tqdm.auto import tqdm
 
@@ -272,7 +276,7 @@ def evaluate_topn(
             "sampled metrics combine with neither candidates='cold' nor baselines; "
             "use the full-ranking protocol (no sampled) for cold-start and random rows"
         )
-    if candidates == "cold" and rerankers:
+    if candidates == "cold" and (rerankers or learned is not None):
         raise ConfigError(
             "candidates='cold' does not combine with re-rankers: the re-ranking pipeline "
             "ranks all unseen items"
@@ -354,6 +358,8 @@ def evaluate_topn(
                     "n_cf_fallbacks": int(recs.was_fallback.sum()),
                 }
             )
+            if learned is not None:
+                rows.append(_learned_row(name, learned, options, train, users, rel_rows, n, base))
             for rname, factory in rerankers.items():
                 if texts is None:
                     texts = _item_texts(fold.dataset)
@@ -412,6 +418,41 @@ def evaluate_topn(
             bar.update(1)
     bar.close()
     return rows
+
+
+def _learned_row(
+    name: str,
+    learned: dict[str, Any],
+    options: dict[str, Any],
+    train: Dataset,
+    users: np.ndarray,
+    rel_rows: Any,
+    n: int,
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``<name>+learned`` row of one fold (see :func:`evaluate_topn`)."""
+    from llmcf.models import make_model
+
+    model = make_model("learned", **{**options, **learned, "retriever": name})
+    t0 = time.perf_counter()
+    model.fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recs = model.recommend_many(users, n)
+    rec_s = time.perf_counter() - t0
+    m = model.config.n_candidates
+    retr = ranking_report(model.stage_.retriever.recommend_many(users, m).items, rel_rows, m)
+    return {
+        "model": f"{name}+learned",
+        **base,
+        "fit_seconds": fit_s,
+        **ranking_report(recs.items, rel_rows, n),
+        f"retriever_recall@{m}": retr[f"recall@{m}"],
+        "recommend_seconds": rec_s,
+        "n_cf_fallbacks": int(recs.was_fallback.sum()),
+        "n_candidates": m,
+        "learned_validation_ndcg@10": model.fit_info_.get("validation_ndcg@10"),
+    }
 
 
 def _random_row(

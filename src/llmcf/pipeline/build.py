@@ -12,7 +12,7 @@ from llmcf.pipeline.core import Pipeline, PipelineResult
 
 __all__ = ["RERANK_CHOICES", "build_pipeline", "format_result", "llm_available"]
 
-RERANK_CHOICES = ("none", "embedding", "local", "endpoint")
+RERANK_CHOICES = ("none", "embedding", "local", "endpoint", "learned")
 
 #: fusion weight used when none was tuned (validation on ml-100k chose 0.2-0.4 for embeddings)
 DEFAULT_WEIGHT = 0.3
@@ -57,6 +57,8 @@ def build_pipeline(
 
     if rerank not in RERANK_CHOICES:
         raise ConfigError(f"unknown re-ranker {rerank!r}; valid: {', '.join(RERANK_CHOICES)}")
+    if rerank == "learned":
+        return _learned_pipeline(model, train, explain=explain)
     texts = item_texts(train) if (rerank != "none" or explain) else []
     reranker: Any = None
     client: Any = None
@@ -99,6 +101,25 @@ def build_pipeline(
         explainer=explainer,
         timeout=timeout,
     )
+
+
+def _learned_pipeline(model: Any, train: Dataset, *, explain: bool) -> Pipeline:
+    """The learned second stage over ``model`` (a fitted retriever, refitted inside the
+    stage, or a fitted :class:`~llmcf.rerank.learned.LearnedRanker`); its lists come from
+    the one ranking path, explanations from the ranker's features (no language model)."""
+    from llmcf.rerank.learned import LearnedExplainer, LearnedRanker
+
+    if not isinstance(model, LearnedRanker):
+        model = LearnedRanker(retriever=model.name).fit(train)
+    fields = train.item_catalog.fields
+    if "title" in fields:
+        titles = [str(v) if v is not None else "" for v in fields["title"]]
+    else:
+        from llmcf.pipeline.core import item_texts
+
+        titles = item_texts(train)
+    explainer = LearnedExplainer(model, titles) if explain else None
+    return Pipeline(model, train, n_candidates=model.config.n_candidates, explainer=explainer)
 
 
 def format_result(result: PipelineResult, titles: list[str] | None = None) -> str:

@@ -235,7 +235,10 @@ class Pipeline:
         if explain:
             if self.explainer is None:
                 raise ConfigError("explain=True needs an explainer (Pipeline(explainer=...))")
-            result.explanations = self.explainer.explain(self.history(user_idx), result.items)
+            if hasattr(self.explainer, "explain_user"):  # explains from the user's features
+                result.explanations = self.explainer.explain_user(user_idx, result.items)
+            else:
+                result.explanations = self.explainer.explain(self.history(user_idx), result.items)
         return result
 
 

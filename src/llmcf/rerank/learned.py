@@ -1,0 +1,546 @@
+"""The learned second stage: a LightGBM lambdarank ranker over a retriever's top M.
+
+``LearnedRanker`` (registered as ``learned``) is a model like any other: its
+``score_histories`` takes the retriever's top ``n_candidates`` unseen items of each history
+row, computes their features (:mod:`llmcf.rerank.features`: the scores and ranks of several
+CF models, text similarity to the history, popularity and recency) and scores them with the
+learned ranker; every other item gets no score. So its lists come from the one ranking path
+(:func:`llmcf.ranking.path.rank`) and are the same from the library, ``llmcf evaluate
+--rerank learned``, ``llmcf recommend``, a saved model folder and the service.
+
+**Training** (``fit``) uses the training data only: a per-user holdout
+(:func:`~llmcf.eval.split.holdout_split`, ``holdout`` of each user's interactions) gives the
+labels, the retriever and the feature models are fitted on the rest, and each user with a
+relevant held-out item (value >= :func:`~llmcf.eval.select.positive_threshold`) is one
+query whose candidates are labelled 1 when held out and relevant. LightGBM's lambdarank is
+trained on 80% of those users with early stopping on the NDCG@10 of the other 20%. Then the
+retriever and the feature models are refitted on the whole training data: at serve time the
+features come from models fitted on everything ``fit`` saw.
+
+With fewer than :data:`MIN_QUERIES` training queries (tiny data) no ranker is trained and the
+stage keeps the retriever's order (``ranker_text_`` empty; ``fit_note_`` says so).
+
+**Saved** with the model: the retriever and feature models' arrays (prefixed) and state in
+the one artifact (:mod:`llmcf.persist`), the ranker in LightGBM's own text format as a
+uint8 array (checksummed like every array; no pickle).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import llmcf.cf.ease
+import llmcf.cf.knn  # noqa: F401  (registers the feature models)
+from llmcf import registry
+from llmcf.base import Model
+from llmcf.errors import ConfigError, ModelLoadError
+from llmcf.ranking.lists import SOURCE_MODEL
+from llmcf.ranking.path import training_histories
+from llmcf.registry import register
+from llmcf.rerank.features import FAMILIES, FeatureStage, family_columns, feature_names
+
+if TYPE_CHECKING:
+    from llmcf.data.dataset import Dataset
+    from llmcf.ranking.path import Histories
+
+__all__ = ["MIN_QUERIES", "LearnedConfig", "LearnedExplainer", "LearnedRanker"]
+
+#: fewer training queries than this: no ranker, the retriever's order is kept
+MIN_QUERIES = 10
+_INTERACTIONS = ("user_idx", "item_idx", "rating")
+
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    """Options of the learned stage.
+
+    retriever: the model whose top ``n_candidates`` are re-ranked; feature_models: the CF
+    models whose scores and ranks are features; families: the feature families used
+    (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used);
+    embedder: the text embedder spec; item_text/profiles: which item text is embedded
+    (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's training
+    interactions held out as labels; max_train_users: cap on training queries (seeded
+    sample); the rest are LightGBM settings.
+    """
+
+    retriever: str = "ease"
+    n_candidates: int = 50
+    feature_models: tuple[str, ...] = ("item-knn", "user-knn", "ease")
+    families: tuple[str, ...] = ("retriever", "cf", "text", "popularity")
+    embedder: str = "minilm"
+    item_text: str = "catalog"
+    profiles: str | None = None
+    holdout: float = 0.2
+    max_train_users: int | None = None
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    early_stopping: int = 30
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feature_models", tuple(self.feature_models))
+        fams = tuple(dict.fromkeys(("retriever", *self.families)))
+        object.__setattr__(self, "families", fams)
+        bad = [f for f in fams if f not in FAMILIES]
+        if bad:
+            raise ConfigError(f"unknown feature family {bad[0]!r}; valid: {', '.join(FAMILIES)}")
+        for name in (self.retriever, *self.feature_models):
+            registry.by_name(name)  # ConfigError listing the valid names
+            if name == "learned":
+                raise ConfigError("the learned stage cannot retrieve for itself")
+        if self.n_candidates < 1:
+            raise ConfigError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        if not 0.0 < self.holdout < 1.0:
+            raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
+        if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
+            raise ConfigError("n_estimators >= 1, num_leaves >= 2 and learning_rate > 0 needed")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LearnedConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown learned-stage option {unknown[0]!r}; valid: {sorted(known)}"
+            )
+        return cls(**values)
+
+
+def _fit_models(names: Sequence[str], dataset: Dataset) -> dict[str, Any]:
+    """Fresh models by name (default options), each fitted on ``dataset``."""
+    out = {}
+    for name in dict.fromkeys(names):
+        cls = registry.by_name(name)
+        out[name] = cls.from_options({}).fit(dataset)  # type: ignore[attr-defined]
+    return out
+
+
+@dataclass
+class TrainingSet:
+    """Labelled feature rows of the training queries (one query per user)."""
+
+    X: np.ndarray  # (rows, F)
+    y: np.ndarray  # (rows,)
+    group: np.ndarray  # (queries,) rows per query
+    users: np.ndarray  # (queries,)
+    names: list[str] = field(default_factory=list)
+
+
+def training_set(
+    stage: FeatureStage, inner: Dataset, held: Dataset, m: int, *, max_users: int | None, seed: int
+) -> TrainingSet:
+    """Features and labels of every user with a relevant held-out item (module docstring)."""
+    from llmcf.eval.select import positive_threshold
+
+    thr = positive_threshold(held)
+    keep = np.ones(len(held), dtype=bool) if thr is None else held.rating >= thr
+    users = np.unique(held.user_idx[keep])
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    import scipy.sparse as sp
+
+    rel = sp.csr_matrix(
+        (np.ones(int(keep.sum())), (held.user_idx[keep], held.item_idx[keep])),
+        shape=(held.n_users, held.n_items),
+    )
+    h = training_histories(stage.retriever, users)
+    items, X = stage.features(h, m)
+    valid = items >= 0
+    labels = np.asarray(rel[users[:, None], np.where(valid, items, 0)].todense()) > 0
+    labels &= valid
+    has_pos = labels.any(axis=1)
+    rows = np.flatnonzero(has_pos)
+    group = valid[rows].sum(axis=1)
+    Xf = X[rows][valid[rows]]
+    yf = labels[rows][valid[rows]].astype(np.float64)
+    return TrainingSet(
+        Xf, yf, group.astype(np.int64), users[rows], feature_names(stage.model_names)
+    )
+
+
+def train_ranker(
+    ts: TrainingSet, columns: Sequence[int], config: LearnedConfig
+) -> tuple[str, dict[str, float]]:
+    """LightGBM lambdarank on ``columns`` of ``ts``: ``(model text, info)``; early stopping on
+    the NDCG@10 of a seeded 20% of the queries. Empty text with fewer than MIN_QUERIES."""
+    if len(ts.group) < MIN_QUERIES:
+        return "", {"n_queries": float(len(ts.group))}
+    try:
+        import lightgbm as lgb
+    except ImportError:
+        raise ConfigError(
+            "the learned stage needs LightGBM: pip install 'llmcf[rank]' (or lightgbm)"
+        ) from None
+    rng = np.random.default_rng(config.seed)
+    q = len(ts.group)
+    is_valid = np.zeros(q, dtype=bool)
+    is_valid[rng.choice(q, max(1, q // 5), replace=False)] = True
+    row_query = np.repeat(np.arange(q), ts.group)
+    cols = list(columns)
+    X = ts.X[:, cols]
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [10],
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_child_samples": config.min_child_samples,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": config.threads,
+        "verbosity": -1,
+    }
+    tr, va = ~is_valid[row_query], is_valid[row_query]
+    dtrain = lgb.Dataset(
+        X[tr], ts.y[tr], group=ts.group[~is_valid], feature_name=[ts.names[c] for c in cols]
+    )
+    dvalid = lgb.Dataset(X[va], ts.y[va], group=ts.group[is_valid], reference=dtrain)
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=config.n_estimators,
+        valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
+    )
+    best = int(booster.best_iteration or config.n_estimators)
+    score = booster.best_score.get("valid_0", {}).get("ndcg@10", float("nan"))
+    text = booster.model_to_string(num_iteration=best)
+    return text, {
+        "n_queries": float(q),
+        "best_iteration": float(best),
+        "validation_ndcg@10": float(score),
+    }
+
+
+@register("learned")
+class LearnedRanker(Model):
+    """The learned second stage over a retriever (module docstring).
+
+    Args:
+        config: a :class:`LearnedConfig` (or its fields as keyword options).
+        embedder: an embedder object to use instead of ``config.embedder`` (tests).
+    """
+
+    ranker_text_: str = ""
+    #: the text options (item_text, profiles, embedder) reach :meth:`from_options`
+    takes_text_options = True
+
+    def __init__(
+        self, config: LearnedConfig | None = None, *, embedder: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__()
+        if config is not None and kwargs:
+            raise ConfigError("pass either a LearnedConfig or keyword options, not both")
+        self.config = config or LearnedConfig.from_dict(kwargs)
+        self._embedder = embedder
+        self.mu_ = None
+        self.stage_: FeatureStage | None = None
+        self.ranker_text_ = ""
+        self.fit_info_: dict[str, float] = {}
+        self.fit_note_: str | None = None
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> LearnedRanker:
+        """Build from command-line options: ``retriever``/``n_candidates`` and the other
+        :class:`LearnedConfig` fields are taken, the rest (k, similarity, ...) ignored."""
+        known = {f.name for f in fields(LearnedConfig)}
+        return cls(LearnedConfig.from_dict({k: v for k, v in options.items() if k in known}))
+
+    def get_config(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    @property
+    def columns(self) -> list[int]:
+        """The feature columns of the configured families."""
+        fam = family_columns(self.config.feature_models)
+        return sorted(c for f in self.config.families for c in fam[f])
+
+    # ------------------------------------------------------------------ fit
+    def _vectors(self, dataset: Dataset) -> np.ndarray:
+        from llmcf.rerank.features import item_text_vectors
+
+        if "text" not in self.config.families:
+            return np.zeros((dataset.n_items, 1), dtype=np.float32)
+        emb = self._embedder if self._embedder is not None else self.config.embedder
+        return item_text_vectors(dataset, emb, self.config.item_text, self.config.profiles)
+
+    def build_stage(self, dataset: Dataset, vectors: np.ndarray) -> FeatureStage:
+        """The retriever and feature models fitted on ``dataset``, with its item statistics."""
+        cfg = self.config
+        models = _fit_models([cfg.retriever, *cfg.feature_models], dataset)
+        feats = {name: models[name] for name in cfg.feature_models}
+        return FeatureStage.build(models[cfg.retriever], feats, vectors, dataset)
+
+    def fit(self, dataset: Dataset) -> LearnedRanker:
+        """Train on a holdout of ``dataset``, refit the feature models on all of it."""
+        from llmcf.eval.split import holdout_split
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        self.mu_ = None
+        self._begin_fit(dataset)
+        vectors = self._vectors(dataset)
+        fold = holdout_split(dataset, cfg.holdout, cfg.seed)[0]
+        inner, held = dataset.subset(fold.train), dataset.subset(fold.test)
+        note = None
+        text, info = "", {"n_queries": 0.0}
+        if len(held):
+            stage = self.build_stage(inner, vectors)
+            ts = training_set(
+                stage, inner, held, cfg.n_candidates, max_users=cfg.max_train_users, seed=cfg.seed
+            )
+            text, info = train_ranker(ts, self.columns, cfg)
+        if not text:
+            note = (
+                f"{int(info['n_queries'])} training queries (< {MIN_QUERIES}): no ranker "
+                f"trained, the {cfg.retriever} order is kept"
+            )
+        self.stage_ = self.build_stage(dataset, vectors)
+        self.ranker_text_ = text
+        self.fit_info_ = info
+        self.fit_note_ = note
+        self.mu_ = dataset.global_mean()
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def _booster(self) -> Any:
+        def build() -> Any:
+            import lightgbm as lgb
+
+            return lgb.Booster(model_str=self.ranker_text_)
+
+        return self._cache("booster", build)
+
+    def candidate_scores(self, h: Histories) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(items (b, M), X (b, M, F), scores (b, M))`` of the history rows; -inf for padding."""
+        self._check_fitted()
+        assert self.stage_ is not None
+        items, X = self.stage_.features(h, self.config.n_candidates)
+        valid = items >= 0
+        scores = np.full(items.shape, -np.inf)
+        if not valid.any():
+            return items, X, scores
+        if self.ranker_text_:
+            pred = self._booster().predict(X[valid][:, self.columns], num_threads=1)
+            scores[valid] = np.asarray(pred, dtype=np.float64)
+        else:  # no ranker: the retriever's order
+            scores[valid] = -np.broadcast_to(np.arange(items.shape[1]), items.shape)[valid]
+        return items, X, scores
+
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
+        """The ranker's score of each row's candidates; -inf for every other item."""
+        items, _, scores = self.candidate_scores(h)
+        out = np.full((len(h), len(self.items_)), -np.inf)
+        rows, cols = np.nonzero(items >= 0)
+        out[rows, items[rows, cols]] = scores[rows, cols]
+        return out, None
+
+    def ranking_source(self) -> str:
+        return SOURCE_MODEL
+
+    def predict_detailed(
+        self, user_idx: np.ndarray, item_idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu for every pair, all True)``: a ranker, every rating is a fallback."""
+        self._check_fitted()
+        u = np.asarray(user_idx, dtype=np.int64).ravel()
+        i = np.asarray(item_idx, dtype=np.int64).ravel()
+        if u.shape != i.shape:
+            raise ConfigError(f"users and items differ in length: {u.shape[0]} vs {i.shape[0]}")
+        return self._clip(np.full(u.shape, float(self.mu_ or 0.0))), np.ones(u.shape, dtype=bool)
+
+    def contributions(self, h: Histories) -> tuple[np.ndarray, np.ndarray]:
+        """``(items (b, M), per-family contributions (b, M, families))`` to the ranker's score
+        (LightGBM's SHAP values summed per family, :attr:`config.families` order); zeros
+        without a ranker."""
+        items, X, _ = self.candidate_scores(h)
+        fams = self.config.families
+        out = np.zeros((*items.shape, len(fams)))
+        valid = items >= 0
+        if not self.ranker_text_ or not valid.any():
+            return items, out
+        contrib = np.asarray(
+            self._booster().predict(X[valid][:, self.columns], pred_contrib=True, num_threads=1)
+        )[:, :-1]
+        fam_cols = family_columns(self.config.feature_models)
+        position = {c: j for j, c in enumerate(self.columns)}
+        per = np.zeros((int(valid.sum()), len(fams)))
+        for k, f in enumerate(fams):
+            per[:, k] = contrib[:, [position[c] for c in fam_cols[f]]].sum(axis=1)
+        out[valid] = per
+        return items, out
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        assert self.stage_ is not None
+        subs = []
+        for name, model in self._sub_models():
+            subs.append(
+                {
+                    "name": name,
+                    "class": type(model).__name__,
+                    "config": model.get_config(),
+                    "ranking": model.ranking.as_dict(),
+                    "state": model._state(),
+                }
+            )
+        return {
+            **super()._state(),
+            "sub_models": subs,
+            "fit_info": self.fit_info_,
+            "fit_note": self.fit_note_,
+            "ref_time": self.stage_.ref_time,
+        }
+
+    def _sub_models(self) -> list[tuple[str, Any]]:
+        assert self.stage_ is not None
+        out = [(self.config.retriever, self.stage_.retriever)]
+        out += [(n, m) for n, m in self.stage_.models.items() if m is not self.stage_.retriever]
+        return out
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.stage_ is not None
+        st = self.stage_
+        arrays = {
+            **super()._arrays(),
+            "vectors": st.vectors,
+            "popularity_counts": st.popularity,
+            "item_last": st.item_last,
+            "item_first": st.item_first,
+            "user_last": st.user_last,
+            "ranker": np.frombuffer(self.ranker_text_.encode("utf-8"), dtype=np.uint8),
+        }
+        for k, (_, model) in enumerate(self._sub_models()):
+            for key, value in model._arrays().items():
+                if key not in _INTERACTIONS:
+                    arrays[f"sub{k}__{key}"] = value
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        self._restore_common(state)
+        for key in _INTERACTIONS:
+            setattr(self, key + "_", arrays[key])
+        self._check_restored()
+        subs = state["sub_models"]
+        if not isinstance(subs, list) or not subs:
+            raise ModelLoadError("the learned stage's manifest lists no sub-models")
+        built: dict[str, Any] = {}
+        for k, sub in enumerate(subs):
+            cls = registry.by_class(sub["class"])
+            if cls is None:
+                raise ModelLoadError(f"unknown sub-model class {sub['class']!r}")
+            prefix = f"sub{k}__"
+            own = {key[len(prefix) :]: a for key, a in arrays.items() if key.startswith(prefix)}
+            own.update({key: arrays[key] for key in _INTERACTIONS})
+            model = cls(**sub["config"]) if sub["config"] else cls()
+            model.users_, model.items_ = self.users_, self.items_
+            model._restore(own, sub["state"])
+            model.set_ranking(**sub["ranking"])
+            built[sub["name"]] = model
+        cfg = self.config
+        missing = [n for n in (cfg.retriever, *cfg.feature_models) if n not in built]
+        if missing:
+            raise ModelLoadError(f"sub-model {missing[0]!r} missing from the saved stage")
+        n_items = len(self.items_)
+        for key in ("popularity_counts", "item_last", "item_first"):
+            if arrays[key].shape != (n_items,):
+                raise ModelLoadError(f"{key} has shape {arrays[key].shape}, expected ({n_items},)")
+        if arrays["vectors"].ndim != 2 or arrays["vectors"].shape[0] != n_items:
+            raise ModelLoadError(f"vectors have shape {arrays['vectors'].shape}")
+        self.stage_ = FeatureStage(
+            built[cfg.retriever],
+            {n: built[n] for n in cfg.feature_models},
+            arrays["vectors"],
+            arrays["popularity_counts"],
+            arrays["item_last"],
+            arrays["item_first"],
+            arrays["user_last"],
+            float(state["ref_time"]),
+        )
+        self.ranker_text_ = arrays["ranker"].tobytes().decode("utf-8")
+        self.fit_info_ = dict(state.get("fit_info") or {})
+        self.fit_note_ = state.get("fit_note")
+
+
+#: what a family's reason says
+_FAMILY_PHRASES = {
+    "retriever": "people who liked it also liked this",
+    "cf": "people who liked it also liked this",
+    "text": "this is close to it in content",
+    "popularity": "this is popular among recent users",
+}
+
+
+class LearnedExplainer:
+    """One sentence per item citing the history item and the feature family that put the
+    recommended item where it is (no language model; the ranker's own SHAP values).
+
+    The family with the largest positive contribution to the item's score is named; the
+    history item cited is the one with the largest co-occurrence cosine to the item for the
+    CF families, the largest text cosine for ``text`` (and for ``popularity`` the item's
+    training interactions are cited instead). Sentences go through
+    :func:`~llmcf.rerank.explain.clean_explanation`.
+    """
+
+    def __init__(self, model: LearnedRanker, titles: Sequence[str]) -> None:
+        self.model = model
+        self.titles = titles
+
+    def _title(self, item: int) -> str:
+        t = str(self.titles[item]) if 0 <= item < len(self.titles) else ""
+        return t or f"item {self.model.items_.ids[item]}"
+
+    def explain_user(self, user_idx: int, items: np.ndarray) -> list[str | None]:
+        """One reason per item of ``items`` for training user ``user_idx`` (-1: unknown)."""
+        from llmcf.rerank.explain import clean_explanation
+
+        model = self.model
+        h = training_histories(model, np.array([user_idx]))
+        cands, contrib = model.contributions(h)
+        pos = {int(c): j for j, c in enumerate(cands[0].tolist()) if c >= 0}
+        fams = model.config.families
+        row = h.values[0]
+        scale = model.rating_scale_
+        out: list[str | None] = []
+        assert model.stage_ is not None
+        for item in np.asarray(items, dtype=np.int64).ravel().tolist():
+            if item not in pos or row.nnz == 0:
+                out.append(clean_explanation(f"*{self._title(item)}* is popular with other users."))
+                continue
+            c = contrib[0, pos[item]]
+            fam = fams[int(np.argmax(c))] if c.max() > 0 else "cf"
+            hist, co, text = model.stage_.pair_support(row, item)
+            values = np.asarray(row.data, dtype=np.float64)
+            if fam == "popularity":
+                n = int(model.stage_.popularity[item])
+                out.append(
+                    clean_explanation(
+                        f"Because *{self._title(item)}* is popular right now ({n} interactions) "
+                        "and fits what you rated well."
+                    )
+                )
+                continue
+            support = text if fam == "text" else co
+            best = int(np.argmax(support + 1e-9 * values))
+            h_item = int(hist[best])
+            did = (
+                f"rated *{self._title(h_item)}* {values[best]:g}"
+                if scale is not None
+                else f"chose *{self._title(h_item)}*"
+            )
+            out.append(clean_explanation(f"Because you {did} and {_FAMILY_PHRASES[fam]}."))
+        return out
+
+    def explain(self, history: np.ndarray, items: np.ndarray) -> list[str | None]:
+        """The :class:`~llmcf.rerank.explain.Explainer` face; needs the user, so it says so."""
+        raise ConfigError("LearnedExplainer explains per user: call explain_user(user, items)")

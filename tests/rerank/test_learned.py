@@ -1,0 +1,257 @@
+"""The learned second stage (llmcf.rerank.learned) on small hand-made data."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.conftest import random_dataset
+
+from llmcf.data.dataset import Catalog, Dataset
+from llmcf.data.vocab import Vocabulary
+from llmcf.errors import ConfigError
+from llmcf.models import load_model, make_model
+from llmcf.ranking.path import training_histories
+from llmcf.rerank.features import FAMILIES, family_columns, feature_names
+from llmcf.rerank.learned import LearnedConfig, LearnedExplainer, LearnedRanker
+
+pytest.importorskip("lightgbm")
+
+GENRES = ["space", "crime", "love"]
+
+
+class WordEmbedder:
+    """Bag of words hashed into 16 dimensions (deterministic, no model files)."""
+
+    name = "words"
+    version = "1"
+    dim = 16
+    cacheable = False
+
+    def embed(
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool | None = False
+    ) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").split():
+                out[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+def grouped_dataset(n_users: int = 60, n_items: int = 48, seed: int = 0) -> Dataset:
+    """Users of genre g (u % 3) pick mostly items of it (i % 3 == g) and rate them high, the
+    others low; with timestamps."""
+    rng = np.random.default_rng(seed)
+    users, items, ratings, stamps = [], [], [], []
+    for u in range(n_users):
+        genre = u % 3
+        mine = np.arange(genre, n_items, 3)
+        own = rng.choice(mine, min(8, len(mine) - 1), replace=False)
+        rest = rng.choice(np.setdiff1d(np.arange(n_items), own), 4, replace=False)
+        chosen = np.concatenate([own, rest])
+        for i in chosen.tolist():
+            users.append(u)
+            items.append(i)
+            ratings.append(float(rng.integers(4, 6) if i % 3 == genre else rng.integers(1, 3)))
+            stamps.append(int(1_000_000 + 3600 * rng.integers(0, 1000)))
+    titles = [f"Movie {i} {GENRES[i % 3]}" for i in range(n_items)]
+    return Dataset.from_arrays(
+        np.array(users),
+        np.array(items),
+        np.array(ratings),
+        timestamp=np.array(stamps, dtype=np.int64),
+        users=Vocabulary(np.arange(n_users), name="user"),
+        items=Vocabulary(np.arange(n_items), name="item"),
+        rating_scale=(1.0, 5.0),
+        item_catalog=Catalog({"title": titles}),
+        name="grouped",
+    )
+
+
+SMALL = {
+    "n_candidates": 12,
+    "n_estimators": 30,
+    "early_stopping": 10,
+    "min_child_samples": 5,
+    "num_leaves": 7,
+}
+
+
+def small_ranker(**options: object) -> LearnedRanker:
+    return LearnedRanker(LearnedConfig(**{**SMALL, **options}), embedder=WordEmbedder())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[LearnedRanker, Dataset]:
+    data = grouped_dataset()
+    return small_ranker().fit(data), data
+
+
+def test_feature_columns_cover_every_family() -> None:
+    models = ["item-knn", "ease"]
+    cols = family_columns(models)
+    assert set(cols) == set(FAMILIES)
+    flat = sorted(c for f in FAMILIES for c in cols[f])
+    assert flat == list(range(len(feature_names(models))))
+
+
+def test_config_rejects_bad_options() -> None:
+    with pytest.raises(ConfigError, match="family"):
+        LearnedConfig(families=("cf", "nope"))
+    with pytest.raises(ConfigError, match="unknown model"):
+        LearnedConfig(retriever="no-such-model")
+    with pytest.raises(ConfigError, match="option"):
+        LearnedConfig.from_dict({"bogus": 1})
+    with pytest.raises(ConfigError, match="itself"):
+        LearnedConfig(retriever="learned")
+    assert LearnedConfig(families=("text",)).families == ("retriever", "text")
+
+
+def test_fit_trains_a_ranker_and_lists_come_from_the_candidates(fitted) -> None:
+    model, data = fitted
+    assert model.ranker_text_.startswith("tree")
+    assert model.fit_info_["n_queries"] >= 10
+    users = np.arange(data.n_users)
+    recs = model.recommend_many(users, 8)
+    h = training_histories(model, users)
+    cands, _ = model.stage_.candidates(h, model.config.n_candidates)
+    R = data.matrix()
+    for row in range(len(users)):
+        listed = recs.items[row]
+        assert len(set(listed.tolist())) == len(listed)
+        assert not set(listed.tolist()) & set(R[row].indices.tolist())
+        assert set(listed.tolist()) <= set(cands[row].tolist())
+    # the features see the text: user 0 (space) is closer in text to the space candidates
+    items, X = model.stage_.features(h.block(0, 1), 12)
+    names = feature_names(model.config.feature_models)
+    assert X.shape == (1, 12, len(names))
+    cos = X[0, :, names.index("text_mean_cos")]
+    space = items[0] % 3 == 0
+    assert space.any() and (~space).any()
+    assert cos[space].mean() > cos[~space].mean()
+
+
+def test_the_ranker_learns_the_genre_signal(fitted) -> None:
+    model, data = fitted
+    users = np.arange(data.n_users)
+    top = model.recommend_many(users, 3).items
+    genre_of_item = model.items_.ids.astype(np.int64) % 3
+    genre_of_user = model.users_.ids.astype(np.int64) % 3
+    liked = genre_of_item[top] == genre_of_user[users][:, None]
+    assert liked.mean() > 0.6
+
+
+def test_save_load_round_trip(fitted, tmp_path) -> None:
+    model, data = fitted
+    model.save(str(tmp_path / "m"))
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["class"] == "LearnedRanker" and "ranker" in manifest["arrays"]
+    back = load_model(tmp_path / "m")
+    assert isinstance(back, LearnedRanker)
+    users = np.arange(-1, data.n_users)
+    a, b = model.recommend_many(users, 10), back.recommend_many(users, 10)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_allclose(a.scores, b.scores)
+    assert back.get_config() == model.get_config()
+
+
+def test_tiny_data_keeps_the_retriever_order() -> None:
+    data = random_dataset(1, n_users=6, n_items=8)
+    model = small_ranker().fit(data)
+    assert model.ranker_text_ == "" and "no ranker" in (model.fit_note_ or "")
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(
+        model.recommend_many(users, 5).items, model.stage_.retriever.recommend_many(users, 5).items
+    )
+
+
+def test_families_choose_the_columns() -> None:
+    m = small_ranker(families=("popularity",))
+    cols = family_columns(m.config.feature_models)
+    assert m.columns == sorted(cols["retriever"] + cols["popularity"])
+
+
+def test_make_model_and_options() -> None:
+    model = make_model("learned", retriever="item-knn", k=20, n_candidates=7)
+    assert isinstance(model, LearnedRanker)
+    assert model.config.retriever == "item-knn" and model.config.n_candidates == 7
+
+
+def test_explanations_cite_a_history_item(fitted) -> None:
+    model, data = fitted
+    titles = list(data.item_catalog.fields["title"])
+    explainer = LearnedExplainer(model, titles)
+    items = model.recommend(0, 4).item_idx
+    reasons = explainer.explain_user(0, items)
+    assert len(reasons) == len(items)
+    history = {titles[i] for i in data.matrix()[0].indices}
+    for reason in reasons:
+        assert reason is not None and reason.count(".") >= 1
+        assert reason.startswith("Because")
+        cited = reason.split("*")[1]
+        assert cited in history or cited in {titles[i] for i in items}
+    unknown = explainer.explain_user(-1, items[:1])
+    assert unknown[0] is not None and "popular" in unknown[0]
+
+
+def test_pipeline_and_evaluate_rows(fitted) -> None:
+    from llmcf.eval.split import holdout_split
+    from llmcf.eval.topn import evaluate_topn
+    from llmcf.pipeline.build import build_pipeline
+
+    model, data = fitted
+    pipe = build_pipeline(model, data, rerank="learned", explain=True)
+    result = pipe.recommend(0, 5, explain=True)
+    np.testing.assert_array_equal(result.items, model.recommend(0, 5).item_idx)
+    assert result.explanations is not None and all(result.explanations)
+    fold = holdout_split(data, 0.2, 1)[0]
+    folds = [SimpleNamespace(name="h", dataset=data, train=fold.train, test=fold.test)]
+    rows = evaluate_topn(folds, ["ease"], n=5, learned=dict(SMALL), progress=False)
+    assert [r["model"] for r in rows] == ["ease", "ease+learned"]
+    assert 0.0 <= rows[1]["ndcg@5"] <= 1.0 and rows[1]["n_candidates"] == 12
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 14),
+    m=st.integers(1, 12),
+    retriever=st.sampled_from(["ease", "item-knn", "user-knn"]),
+)
+def test_no_invented_duplicated_or_missing_item(seed: int, n: int, m: int, retriever: str) -> None:
+    data = grouped_dataset(n_users=30, n_items=15, seed=seed)
+    model = small_ranker(n_candidates=m, retriever=retriever).fit(data)
+    users = np.arange(-1, data.n_users)
+    recs = model.recommend_many(users, n)
+    h = training_histories(model, users)
+    cands, _ = model.stage_.candidates(h, m)
+    retr = model.stage_.retriever.recommend_many(users, n)
+    R = data.matrix()
+    for row, u in enumerate(users.tolist()):
+        listed = recs.items[row]
+        valid = listed[listed >= 0]
+        assert len(valid) == len(listed) or (listed[len(valid) :] == -1).all()
+        assert len(set(valid.tolist())) == len(valid), "duplicated item"
+        assert ((valid >= 0) & (valid < data.n_items)).all(), "invented item"
+        seen = set(R[u].indices.tolist()) if u >= 0 else set()
+        assert not set(valid.tolist()) & seen
+        # as long as the retriever's list: nothing missing
+        assert len(valid) == int((retr.items[row] >= 0).sum())
+        c = cands[row][cands[row] >= 0]
+        k = min(n, len(c))
+        assert (
+            set(valid[:k].tolist()) == set(c.tolist())
+            if n >= len(c)
+            else set(valid[:k].tolist()) <= set(c.tolist())
+        )
