@@ -15,6 +15,7 @@ from llmcf.models import model_names
 from llmcf.rerank.learned import LearnedRanker
 from llmcf.testing.contracts import check_model_contract
 from llmcf.text.fused import TItemKNN, TUserKNN
+from llmcf.text.tease import TEASE
 
 FACTORIES: dict[str, Callable[[], Any]] = {
     "user-knn": lambda: UserKNN(k=5),
@@ -36,6 +37,13 @@ FACTORIES: dict[str, Callable[[], Any]] = {
         scoring="model"
     ),
     "t-user-knn": lambda: TUserKNN(k=3, embedder=FakeEmbedder()),
+    "t-ease": lambda: TEASE(lam=5.0, embedder=FakeEmbedder()),
+    "t-ease-text": lambda: TEASE(
+        lam=5.0, text_beta=1.0, cold_text_beta=1.0, embedder=FakeEmbedder()
+    ),
+    "t-ease-bounded": lambda: TEASE(
+        lam=5.0, text_beta=1.0, dense_max=0, n_neighbors=4, ann="exact", embedder=FakeEmbedder()
+    ),
     "learned": lambda: LearnedRanker(n_candidates=6, n_estimators=10, min_child_samples=2),
 }
 

@@ -10,13 +10,20 @@ import llmcf.cf.baselines
 import llmcf.cf.ease
 import llmcf.cf.knn
 import llmcf.text.fused
+import llmcf.text.tease
 from llmcf import registry
 from llmcf.cf.knn import KNNConfig
 from llmcf.errors import ConfigError
 from llmcf.text.fused import TEXT_OPTIONS
 
 # the imports above register the models; they are named here so linters keep them
-MODEL_MODULES = (llmcf.cf.baselines, llmcf.cf.ease, llmcf.cf.knn, llmcf.text.fused)
+MODEL_MODULES = (
+    llmcf.cf.baselines,
+    llmcf.cf.ease,
+    llmcf.cf.knn,
+    llmcf.text.fused,
+    llmcf.text.tease,
+)
 #: models registered on first use: the learned second stage imports scipy.sparse and the
 #: re-rank layer, which the CLI path keeps lazy
 LAZY_MODELS = ("learned",)

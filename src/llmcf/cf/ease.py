@@ -322,15 +322,20 @@ def _top_per_row(
     return rows[top], rank[top], cols[top], vals[top]
 
 
-def pruned_gram(X: sp.csr_matrix, k: int, m: int) -> PrunedGram:
-    """The :class:`PrunedGram` of X with ``k`` neighbours and ``m`` Gram entries per item.
+def pruned_gram(X: sp.csr_matrix, k: int, m: int, extra: sp.csr_matrix | None = None) -> PrunedGram:
+    """The :class:`PrunedGram` of ``G = X^T X (+ extra)`` with ``k`` neighbours and ``m`` Gram
+    entries per item. ``extra``: a sparse symmetric (n_items, n_items) term added to G (the
+    text rows of :class:`~llmcf.text.tease.TEASE`).
 
     G is formed in row blocks of sparse products and never held whole: memory
-    ``O(nnz(X) + n (k + m))`` plus one block.
+    ``O(nnz(X) + nnz(extra) + n (k + m))`` plus one block.
     """
     n = X.shape[1]
     Xt = X.T.tocsr()
     diag = np.asarray(X.multiply(X).sum(axis=0), dtype=np.float64).ravel()
+    if extra is not None:
+        extra = extra.tocsr()
+        diag = diag + extra.diagonal()
     out = PrunedGram(
         np.full((n, k), -1, dtype=np.int32),
         np.zeros((n, k)),
@@ -342,6 +347,9 @@ def pruned_gram(X: sp.csr_matrix, k: int, m: int) -> PrunedGram:
     for a in range(0, n, step):
         b = min(a + step, n)
         block = Xt[a:b] @ X
+        if extra is not None:
+            block = block + extra[a:b]
+        block = block.tocsr()
         block.sum_duplicates()
         rows = np.repeat(np.arange(b - a), np.diff(block.indptr))
         cols, vals = block.indices.astype(np.int64), block.data
@@ -512,17 +520,22 @@ class EASE(Model):
         results: list[dict[str, float]] = []
         if cfg.tune:
             lam, results = self._tune(dataset)
+        self.lam_ = lam
+        self.tune_results_ = results
+        self._fit_closed_form(dataset, X, lam)
+        self.mu_ = dataset.global_mean()
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _fit_closed_form(self, dataset: Dataset, X: sp.csr_matrix, lam: float) -> None:
+        """Set ``B_`` (exact model) or ``nbr_idx_``/``nbr_weight_`` (bounded) from X and lam."""
+        cfg = self.config
         if X.shape[1] <= cfg.dense_max:
             self.B_ = ease_dense(gram_dense(X), lam, overwrite=True)
         else:
             gram = pruned_gram(X, cfg.n_neighbors, cfg.gram_size)
             self.nbr_idx_ = gram.nbr_idx
             self.nbr_weight_ = solve_lists(gram, lam, threads=cfg.threads)
-        self.lam_ = lam
-        self.tune_results_ = results
-        self.mu_ = dataset.global_mean()
-        self.fit_seconds_ = time.perf_counter() - t0
-        return self
 
     def _tune(self, dataset: Dataset) -> tuple[float, list[dict[str, float]]]:
         """lam of ``lam_grid`` with the best NDCG@TUNE_N on a validation carve of ``dataset``."""
@@ -582,7 +595,7 @@ class EASE(Model):
         idx, weights = self.nbr_idx_, self.nbr_weight_
         return self._cache("ease_B", lambda: lists_matrix(idx, weights))
 
-    def score_histories(self, h: Histories) -> tuple[np.ndarray, None]:
+    def score_histories(self, h: Histories) -> tuple[np.ndarray, np.ndarray | None]:
         """``x B`` of each history row (x: its positives); -inf for items without a training
         positive and for rows without a positive."""
         self._check_fitted()
