@@ -33,6 +33,14 @@ def _register_lazy() -> None:
     import llmcf.rerank.learned  # noqa: F401  (registers "learned")
 
 
+#: options only some models take (command line: one option set drives a comparison of
+#: several models), by the names of the models that take them; the others ignore them
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ease_lambda": ("ease", "t-ease"),
+    "ease_threshold": ("ease", "t-ease"),
+}
+
+
 def model_names() -> list[str]:
     """CLI names of every model."""
     _register_lazy()
@@ -53,10 +61,15 @@ def make_model(name: str, **options: Any) -> Any:
     if name in LAZY_MODELS:
         _register_lazy()
     cls = registry.by_name(name)
-    opts = {key: value for key, value in options.items() if value is not None}
+    opts = {
+        key: value
+        for key, value in options.items()
+        if value is not None and name in MODEL_OPTIONS.get(key, (name,))
+    }
     ranking = opts.pop("ranking", None)
     if not getattr(cls, "takes_text_options", False):
-        opts = {key: value for key, value in opts.items() if key not in TEXT_OPTIONS}
+        # ``tune`` is every model's option (each chooses its own tunables on a carve)
+        opts = {key: value for key, value in opts.items() if key not in TEXT_OPTIONS - {"tune"}}
     from_options = getattr(cls, "from_options", None)
     if from_options is None:
         raise ConfigError(f"model {name!r} cannot be built from options")

@@ -185,3 +185,28 @@ def test_sgd_baselines_are_supported(tiny) -> None:  # type: ignore[no-untyped-d
     assert not np.allclose(als.bu_, sgd.bu_)
     model = ItemKNN(baseline_method="sgd").fit(tiny)
     assert np.isfinite(model.predict(np.array([0]), np.array([2]))).all()
+
+
+def test_tune_chooses_fit_settings_on_a_training_carve_and_saves_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from llmcf.cf.knn import FIT_GRID, KNNConfig
+    from llmcf.models import load_model, make_model
+    from llmcf.persist import save_model
+
+    ds = random_dataset(4, n_users=40, n_items=25, density=0.5)
+    tuned = make_model("item-knn", k=5, tune=True).fit(ds)
+    table = tuned.fit_results_
+    assert [{k: r[k] for k in ("reg_u", "reg_i", "correction_shrinkage")} for r in table] == list(
+        FIT_GRID
+    )
+    best = FIT_GRID[min(range(len(table)), key=lambda j: (table[j]["mae"], j))]
+    assert {k: getattr(tuned.fit_config_, k) for k in best} == best
+    assert tuned.config.tune  # the config is what the user asked for; fit_config_ what ran
+    fixed = ItemKNN(KNNConfig(k=5, **best)).fit(ds)
+    users, items = np.repeat(np.arange(40), 25), np.tile(np.arange(25), 40)
+    np.testing.assert_array_equal(tuned.predict(users, items), fixed.predict(users, items))
+    save_model(tuned, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.fit_config_ == tuned.fit_config_
+    np.testing.assert_array_equal(again.predict(users, items), tuned.predict(users, items))
+    # the choice depends on the training data only: the same data, the same choice
+    assert make_model("item-knn", k=5, tune=True).fit(ds).fit_config_ == tuned.fit_config_

@@ -246,6 +246,8 @@ def test_bias_prior_validation() -> None:
 
 # ---------------------------------------------------------------------------- tune, persist, CLI
 def test_tune_grid_covers_amplify_and_applies_the_best() -> None:
+    from llmcf.cf.knn import FIT_GRID
+
     rng = np.random.default_rng(2)
     ratings = [
         (u, i, int(rng.integers(1, 6))) for u in range(6) for i in range(5) if rng.random() < 0.8
@@ -262,7 +264,16 @@ def test_tune_grid_covers_amplify_and_applies_the_best() -> None:
         alpha=best["alpha"],
         shift=best["shift"],
         amplify=best["amplify"],
+        reg_u=best["reg_u"],
+        reg_i=best["reg_i"],
+        correction_shrinkage=best["correction_shrinkage"],
+        bias_prior=best["bias_prior"],
     ).fit(ds)
+    # the non-text fit settings are chosen in the same grid (the plain kNN's tune grid)
+    assert {(r["reg_u"], r["reg_i"], r["correction_shrinkage"]) for r in model.tune_results_} == {
+        (g["reg_u"], g["reg_i"], g["correction_shrinkage"]) for g in FIT_GRID
+    }
+    assert model.fit_config_.correction_shrinkage == best["correction_shrinkage"]
     assert again.sim_ is not None and model.sim_ is not None
     assert np.allclose(again.sim_, model.sim_)
 

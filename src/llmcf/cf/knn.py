@@ -39,7 +39,7 @@ neighbours of a prediction are chosen among those (the usual truncation on large
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -81,6 +81,11 @@ class KNNConfig:
     reg_i: float = 10.0
     correction_shrinkage: float = 0.0  # gamma: damp the correction by n_y / (n_y + gamma)
     threads: int | None = None
+    #: choose reg_u/reg_i and correction_shrinkage among FIT_GRID on a validation carve of
+    #: the training data (``tune_fraction``, seed ``tune_seed``) by MAE at ``k``
+    tune: bool = False
+    tune_fraction: float = 0.1
+    tune_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -102,6 +107,8 @@ class KNNConfig:
             raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
         if not self.correction_shrinkage >= 0:
             raise ConfigError(f"correction_shrinkage must be >= 0, got {self.correction_shrinkage}")
+        if not 0.0 < self.tune_fraction < 1.0:
+            raise ConfigError(f"tune_fraction must be in (0, 1), got {self.tune_fraction}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> KNNConfig:
@@ -120,6 +127,16 @@ class KNNConfig:
             reg_u=self.reg_u,
             reg_i=self.reg_i,
         )
+
+
+#: the non-text fit settings ``tune`` chooses among (the library default first; the same grid
+#: for plain and text-fused kNN, so a T-vs-plain comparison differs only in text)
+FIT_GRID: tuple[dict[str, float], ...] = tuple(
+    {"reg_u": ru, "reg_i": ri, "correction_shrinkage": g}
+    for ru, ri in ((15.0, 10.0), (5.0, 2.0))
+    for g in (0.0, 8.0)
+)
+FIT_SETTINGS = ("reg_u", "reg_i", "correction_shrinkage")
 
 
 class _KNN(Model):
@@ -142,9 +159,62 @@ class _KNN(Model):
 
     # ------------------------------------------------------------------ fit
     def fit(self, dataset: Dataset, *, progress: bool = False) -> _KNN:
-        """Learn biases, means and neighbour similarities from ``dataset``; returns ``self``."""
-        cfg = self.config
+        """Learn biases, means and neighbour similarities from ``dataset`` (choosing the fit
+        settings on a validation carve first with ``tune``); returns ``self``."""
         t0 = time.perf_counter()
+        self.fit_config_, self.fit_results_ = self._tune_fit_settings(dataset)
+        self._fit_with(dataset, progress=progress)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _fit_cfg(self) -> KNNConfig:
+        """The fit settings in force: ``fit_config_`` (set by fit: ``config``, or what
+        ``tune`` chose), else ``config``."""
+        return getattr(self, "fit_config_", None) or self.config
+
+    def _tune_fit_settings(self, dataset: Dataset) -> tuple[KNNConfig, list[dict[str, float]]]:
+        """The fit config: ``config``, or with ``tune`` the FIT_GRID setting of lowest MAE at
+        ``k`` on a seeded carve of ``dataset`` (the training data; see llmcf.eval.select)."""
+        cfg = self.config
+        if not cfg.tune:
+            return cfg, []
+        from llmcf.eval.metrics import mae
+        from llmcf.eval.select import carve
+
+        rest, held = carve(dataset, cfg.tune_fraction, cfg.tune_seed)
+        table: list[dict[str, float]] = []
+        fits: dict[tuple[float, float], _KNN] = {}
+        for setting in FIT_GRID:
+            probe_cfg = replace(
+                cfg,
+                tune=False,
+                reg_u=setting["reg_u"],
+                reg_i=setting["reg_i"],
+                correction_shrinkage=setting["correction_shrinkage"],
+            )
+            key = (setting["reg_u"], setting["reg_i"])
+            if key not in fits:
+                fits[key] = type(self)(probe_cfg)._fit_with(rest)
+            probe = fits[key]
+            probe.fit_config_ = probe_cfg
+            est, _, _ = probe.predict_k(held.user_idx, held.item_idx, [cfg.k])
+            table.append({**setting, "mae": mae(held.rating, est[:, 0])})
+        best = min(range(len(table)), key=lambda j: (table[j]["mae"], j))
+        chosen = FIT_GRID[best]
+        return (
+            replace(
+                cfg,
+                tune=False,
+                reg_u=chosen["reg_u"],
+                reg_i=chosen["reg_i"],
+                correction_shrinkage=chosen["correction_shrinkage"],
+            ),
+            table,
+        )
+
+    def _fit_with(self, dataset: Dataset, *, progress: bool = False) -> _KNN:
+        """The fit proper, with the settings of ``fit_config_``."""
+        cfg = self._fit_cfg()
         _kernels.set_threads(cfg.threads)
         self._begin_fit(dataset)
         n_u, n_i = dataset.n_users, dataset.n_items
@@ -190,7 +260,6 @@ class _KNN(Model):
             self.sim_ = result
             self.nbr_idx_, self.nbr_sim_ = None, None
         self._prepare(layout)
-        self.fit_seconds_ = time.perf_counter() - t0
         return self
 
     def _fit_baselines(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +270,7 @@ class _KNN(Model):
             dataset.rating,
             dataset.n_users,
             dataset.n_items,
-            self.config.baseline_config(),
+            self._fit_cfg().baseline_config(),
         )
         return bu, bi
 
@@ -316,7 +385,7 @@ class _KNN(Model):
             fb_value = np.full(n, float(self.mu_ or 0.0))
         else:
             fb_value = np.where(both, offset, float(self.mu_ or 0.0))
-        gamma = self.config.correction_shrinkage
+        gamma = self._fit_cfg().correction_shrinkage
         if gamma > 0:
             n_y = np.diff(self._layout.y_indptr).astype(np.float64)
             support = np.where(py_k >= 0, n_y[np.maximum(py_k, 0)], 0.0)
@@ -456,8 +525,17 @@ class _KNN(Model):
             arrays["nbr_sim"] = self.nbr_sim_
         return arrays
 
+    def _state(self) -> dict[str, Any]:
+        fit = self._fit_cfg()
+        return {**super()._state(), "fit_settings": {k: getattr(fit, k) for k in FIT_SETTINGS}}
+
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         self._restore_common(state)
+        settings = state.get("fit_settings") or {}
+        if not isinstance(settings, dict) or set(settings) - set(FIT_SETTINGS):
+            raise ValueError(f"fit_settings must map {FIT_SETTINGS} to numbers, got {settings!r}")
+        self.fit_config_ = KNNConfig.from_dict({**asdict(self.config), **settings, "tune": False})
+        self.fit_results_ = []
         self.user_idx_ = arrays["user_idx"]
         self.item_idx_ = arrays["item_idx"]
         self.rating_ = arrays["rating"]

@@ -324,14 +324,18 @@ class _TextKNN(_KNN):
         item_vectors = self.item_text_vectors(dataset, progress=None if progress else False)
         if item_vectors.shape[0] != dataset.n_items:
             raise ConfigError(f"{item_vectors.shape[0]} item vectors for {dataset.n_items} items")
-        if self.text_config.tune:
-            params, results = self._tune(dataset, item_vectors)
+        tc = self.text_config
+        if tc.tune:
+            params, fit_config, bias_prior, results = self._tune(dataset, item_vectors)
             self.tune_results_ = results
         else:
-            tc = self.text_config
             params = {name: float(getattr(tc, name)) for name in BLEND_PARAMS}
+            fit_config, bias_prior = self.config, tc.bias_prior
             self.tune_results_ = []
-        components = self._fit_components(dataset, item_vectors, progress=progress)
+        self.bias_prior_ = float(bias_prior)
+        components = self._fit_components(
+            dataset, item_vectors, fit_config=fit_config, progress=progress
+        )
         self._apply(components, params)
         self.rank_weight_, self.rank_results_ = self._choose_rank_weight(dataset)
         self.cold_rank_weight_, self.cold_rank_results_ = self._choose_cold_rank_weight(dataset)
@@ -463,10 +467,17 @@ class _TextKNN(_KNN):
         return self._cache("t_ranking_neighbors", build)
 
     def _fit_components(
-        self, dataset: Dataset, item_vectors: np.ndarray, *, progress: bool = False
+        self,
+        dataset: Dataset,
+        item_vectors: np.ndarray,
+        *,
+        fit_config: KNNConfig | None = None,
+        progress: bool = False,
     ) -> _Components:
         self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
-        super().fit(dataset, progress=progress)  # baselines via _fit_baselines (text prior)
+        self.fit_config_ = fit_config or self.config
+        self.fit_results_ = []
+        self._fit_with(dataset, progress=progress)  # baselines via _fit_baselines (text prior)
         x_vectors = self._x_vectors(self.item_vectors_)
         self.x_vectors_ = x_vectors
         self._mark_text_known()
@@ -488,13 +499,14 @@ class _TextKNN(_KNN):
     def _fit_baselines(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """ALS baselines; with ``bias_prior`` > 0 item biases shrink towards text neighbours'."""
         tc = self.text_config
-        if tc.bias_prior == 0.0:
+        strength = float(getattr(self, "bias_prior_", tc.bias_prior))
+        if strength == 0.0:
             return super()._fit_baselines(dataset)
         from llmcf.text.priors import text_prior_baselines, text_prior_weights
 
         rated = np.bincount(dataset.item_idx, minlength=dataset.n_items) > 0
         weights = text_prior_weights(self.item_vectors_, rated, tc.bias_prior_k, tc.ann)
-        cfg = self.config.baseline_config()
+        cfg = self._fit_cfg().baseline_config()
         _, bu, bi = text_prior_baselines(
             dataset.user_idx,
             dataset.item_idx,
@@ -502,7 +514,7 @@ class _TextKNN(_KNN):
             dataset.n_users,
             dataset.n_items,
             weights,
-            strength=tc.bias_prior,
+            strength=strength,
             reg_u=cfg.reg_u,
             reg_i=cfg.reg_i,
             n_epochs=cfg.epochs,
@@ -592,8 +604,14 @@ class _TextKNN(_KNN):
 
     def _tune(
         self, dataset: Dataset, item_vectors: np.ndarray
-    ) -> tuple[dict[str, float], list[dict[str, float]]]:
-        """Pick blend parameters on a validation carve of ``dataset`` (the training data)."""
+    ) -> tuple[dict[str, float], KNNConfig, float, list[dict[str, float]]]:
+        """Pick the blend parameters, the non-text fit settings (the plain kNN's ``tune`` grid,
+        :data:`~llmcf.cf.knn.FIT_GRID`) and the bias prior (as configured, or 0) jointly by
+        validation MAE at ``k`` on a carve of ``dataset`` (the training data). The grid holds
+        the plain model's own candidates (alpha 1 / beta 1e9, amplify 1, no bias prior), so on
+        validation a tuned T-model is never worse than the plain kNN tuned the same way.
+        Returns ``(blend, fit config, bias prior, table)``."""
+        from llmcf.cf.knn import FIT_GRID
         from llmcf.eval.metrics import mae
 
         tc = self.text_config
@@ -607,15 +625,41 @@ class _TextKNN(_KNN):
         sub = dataset.subset(np.flatnonzero(~held))
         val = dataset.subset(np.flatnonzero(held))
         self.tune_validation_ = np.flatnonzero(held)
-        probe = type(self)(self.config, replace(tc, tune=False), embedder=self._embedder)
-        components = probe._fit_components(sub, item_vectors)
-        results = []
-        for params in self._grid():
-            probe._apply(components, params)
-            est, _, _ = probe.predict_k(val.user_idx, val.item_idx, [self.config.k])
-            results.append({**params, "mae": mae(val.rating, est[:, 0])})
-        best = min(results, key=lambda row: row["mae"])
-        return {k: best[k] for k in BLEND_PARAMS}, results
+        priors = sorted({float(tc.bias_prior), 0.0}, reverse=True)
+        if self.config.baseline_method != "als":
+            priors = [0.0]
+        regs = list(dict.fromkeys((g["reg_u"], g["reg_i"]) for g in FIT_GRID))
+        gammas = list(dict.fromkeys(g["correction_shrinkage"] for g in FIT_GRID))
+        results: list[dict[str, float]] = []
+        best: tuple[float, dict[str, float], KNNConfig, float] | None = None
+        for reg_u, reg_i in regs:
+            fit_config = replace(self.config, reg_u=reg_u, reg_i=reg_i, tune=False)
+            for prior in priors:
+                probe = type(self)(
+                    self.config, replace(tc, tune=False, bias_prior=prior), embedder=self._embedder
+                )
+                components = probe._fit_components(sub, item_vectors, fit_config=fit_config)
+                for gamma in gammas:
+                    probe.fit_config_ = replace(fit_config, correction_shrinkage=gamma)
+                    for params in self._grid():
+                        probe._apply(components, params)
+                        est, _, _ = probe.predict_k(val.user_idx, val.item_idx, [self.config.k])
+                        score = mae(val.rating, est[:, 0])
+                        results.append(
+                            {
+                                **params,
+                                "reg_u": reg_u,
+                                "reg_i": reg_i,
+                                "correction_shrinkage": gamma,
+                                "bias_prior": prior,
+                                "mae": score,
+                            }
+                        )
+                        if best is None or score < best[0]:
+                            best = (score, dict(params), probe.fit_config_, prior)
+        assert best is not None
+        _, params, fit_config, prior = best
+        return {k: params[k] for k in BLEND_PARAMS}, fit_config, prior, results
 
     # ------------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
