@@ -1,4 +1,5 @@
-"""The ``llmcf`` command line: evaluate, fit, predict, recommend, demo, synth, download, serve.
+"""The ``llmcf`` command line: evaluate, fit, predict, recommend, demo, synth, download, serve,
+enrich.
 
 ``build_parser`` and the shared option helpers live in :mod:`llmcf.cli.parser`; each command
 is a module exporting ``run(args) -> int``; :func:`main` parses and dispatches through
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from llmcf.cli import demo, download, evaluate, fit, predict, recommend, serve, synth
+from llmcf.cli import demo, download, enrich, evaluate, fit, predict, recommend, serve, synth
 from llmcf.cli.parser import (
     _add_model_options,
     _add_topn_options,
@@ -42,6 +43,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": demo.run,
     "synth": synth.run,
     "download": download.run,
+    "enrich": enrich.run,
     "serve": serve.run,
 }
 

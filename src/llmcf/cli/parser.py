@@ -415,6 +415,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(default qwen2.5-0.5b@q8_0 for ranking)",
     )
 
+    en = sub.add_parser(
+        "enrich",
+        help="LLM-written item profiles, once per item, resumable (for --item-text profile)",
+    )
+    en.add_argument("--data", required=True, help="data set name or path (its item catalog)")
+    _add_data_options(en)
+    en.add_argument(
+        "--llm",
+        default="qwen2.5-0.5b",
+        help="qwen2.5-0.5b (default), qwen2.5-1.5b (optionally @q8_0/@q4_0), a .gguf path, or "
+        "openai:URL#MODEL",
+    )
+    en.add_argument(
+        "--out",
+        default=None,
+        help="profile folder (default $LLMCF_CACHE_DIR/profiles/<name of --data>); a rerun "
+        "into it continues where the last one stopped",
+    )
+    en.add_argument("--batch-size", type=int, default=16, help="items decoded together (16)")
+    en.add_argument("--max-tokens", type=int, default=48, help="reply length cap (48)")
+    en.add_argument("--threads", type=int, default=1, help="llama.cpp threads (default 1)")
+    en.add_argument(
+        "--timeout", type=float, default=60.0, help="endpoint: seconds per request (60)"
+    )
+    en.add_argument(
+        "--limit", type=int, default=None, help="profile at most this many new items (timing)"
+    )
+    en.add_argument("--quiet", action="store_true", help="no progress bar")
+
     demo = sub.add_parser(
         "demo", help="fit and evaluate on MovieLens 100K, print the table, write the plot"
     )

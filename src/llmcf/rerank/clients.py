@@ -25,6 +25,7 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -241,6 +242,36 @@ class LlamaCppClient:
             )
         return str(result["choices"][0]["text"]).strip()
 
+    def complete_many(
+        self, system: str, users: Sequence[str], max_tokens: int = 60, answer_prefix: str = ""
+    ) -> list[str]:
+        """Greedy replies to several user turns under one system prompt, decoded together
+        (:meth:`~llmcf.rerank.engine.LlamaScorer.generate`): the prompts' common first tokens
+        are evaluated once (and stay in the KV cache for the next call), then every prompt's
+        reply grows by one token per decode. Each reply ends at the end-of-turn token or after
+        ``max_tokens`` tokens. ``answer_prefix`` opens the assistant's turn (it steers the
+        reply's format) and is returned as the start of every reply."""
+        from llmcf.rerank.engine import ScorerError
+
+        if not users:
+            return []
+        prompts = [self._tokens(_chatml(system, user) + answer_prefix) for user in users]
+        shared = 0
+        shortest = min(len(p) for p in prompts) - 1  # every branch keeps one token
+        first = prompts[0]
+        while shared < shortest and all(p[shared] == first[shared] for p in prompts):
+            shared += 1
+        try:
+            replies = self._scorer.generate(
+                first[:shared],
+                [p[shared:] for p in prompts],
+                max_tokens=max_tokens,
+                timeout=self.timeout,
+            )
+        except ScorerError as exc:
+            raise LLMError(f"{self.name}: {exc}") from exc
+        return [(answer_prefix + self._scorer.detokenize(tokens)).strip() for tokens in replies]
+
     def close(self) -> None:
         """Free the scoring context and the model."""
         self._scorer.close()
@@ -404,6 +435,19 @@ class OpenAIChatClient:
 
     def complete(self, system: str, user: str, max_tokens: int = 60) -> str:
         return self._text(self._ask(system, user, max_tokens, False)).strip()
+
+    def complete_many(
+        self, system: str, users: Sequence[str], max_tokens: int = 60, answer_prefix: str = ""
+    ) -> list[str]:
+        """:meth:`complete` for each user turn (one request each; the server batches).
+        ``answer_prefix`` is asked for in the user turn (chat APIs cannot open the assistant's
+        turn) and added to a reply that does not start with it."""
+        replies = []
+        for user in users:
+            ask = f"{user}\nStart your answer with {answer_prefix!r}." if answer_prefix else user
+            text = self.complete(system, ask, max_tokens)
+            replies.append(text if text.startswith(answer_prefix) else answer_prefix + " " + text)
+        return replies
 
 
 def make_llm_client(

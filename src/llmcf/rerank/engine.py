@@ -286,6 +286,123 @@ class LlamaScorer:
                     setattr(self.total, name, getattr(self.total, name) + getattr(stats, name))
         return out
 
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens`` (special tokens rendered as text, e.g. ``<|im_end|>``)."""
+        ids = (ctypes.c_int32 * max(1, len(tokens)))(*[int(t) for t in tokens])
+        size = 8 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(size)
+        n = self._lib.llama_detokenize(self._vocab, ids, len(tokens), buf, size, False, True)
+        if n < 0:  # pragma: no cover - 8 bytes per token hold every Qwen token
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_detokenize(self._vocab, ids, len(tokens), buf, -n, False, True)
+        return bytes(buf.raw[:n]).decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        """True for an end-of-generation token (``<|im_end|>``, ``<|endoftext|>``, ...)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, int(token)))
+
+    def generate(
+        self,
+        shared: Sequence[int],
+        branches: Sequence[Sequence[int]],
+        *,
+        max_tokens: int,
+        timeout: float | None = None,
+    ) -> list[list[int]]:
+        """Greedy continuations of ``shared + branch`` for every branch, decoded together.
+
+        Every prompt goes into the KV cache as in :meth:`branch_logits` (``shared`` once, kept
+        for the next call; branch j as sequence j); then each decode appends the next token
+        (the argmax of its logits) of every unfinished sequence, one row per sequence, so
+        ``len(branches)`` generations cost about as many decodes as one. A sequence stops at
+        an end-of-generation token (not returned) or after ``max_tokens`` tokens. Branches
+        beyond ``n_seq_max`` or the KV cells (prompt + ``max_tokens`` each) run in groups.
+        Returns the generated token ids per branch."""
+        shared_ids = [int(t) for t in shared]
+        branch_ids = [[int(t) for t in b] for b in branches]
+        if any(len(b) == 0 for b in branch_ids):
+            raise ScorerError("every branch needs at least one token")
+        if not shared_ids:
+            raise ScorerError("the shared prefix is empty")
+        if max_tokens < 1:
+            raise ScorerError(f"max_tokens must be >= 1, got {max_tokens}")
+        n_shared = len(shared_ids)
+        need = [len(b) + max_tokens for b in branch_ids]
+        if n_shared + max(need, default=0) > self.n_ctx:
+            raise ScorerError(
+                f"prompt and answer of {n_shared + max(need)} tokens exceed the context of "
+                f"{self.n_ctx}"
+            )
+        out: list[list[int]] = [[] for _ in branch_ids]
+        lib = self._lib
+        with self._lock:
+            if not self._ctx:
+                raise ScorerError("the scorer is closed")
+            stats = self.last = ScorerStats()
+            t0, c0 = time.perf_counter(), time.process_time()
+            self._deadline = None if timeout is None else time.monotonic() + timeout
+            self._aborted = False
+            try:
+                keep = 0
+                for old, new in zip(self._cached, shared_ids, strict=False):
+                    if old != new:
+                        break
+                    keep += 1
+                lib.llama_memory_seq_rm(self._mem, -1, keep, -1)
+                self._cached = shared_ids[:keep]
+                stats.reused = keep
+                todo = [(t, keep + k, -1, False) for k, t in enumerate(shared_ids[keep:])]
+                groups: list[list[int]] = [[]]
+                cells = n_shared
+                for j in range(len(branch_ids)):
+                    if len(groups[-1]) >= self.n_seq_max or cells + need[j] > self.n_ctx:
+                        groups.append([])
+                        cells = n_shared
+                    groups[-1].append(j)
+                    cells += need[j]
+                for group in groups:
+                    lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
+                    rows = list(todo)
+                    todo = []
+                    pos: dict[int, int] = {}
+                    for s, j in enumerate(group):
+                        branch = branch_ids[j]
+                        last = len(branch) - 1
+                        rows.extend((t, n_shared + k, s, k == last) for k, t in enumerate(branch))
+                        pos[s] = n_shared + len(branch)
+                    for step in range(max_tokens):
+                        nxt: list[tuple[int, int, int, bool]] = []
+                        for start in range(0, len(rows), self.n_batch):
+                            chunk = rows[start : start + self.n_batch]
+                            self._decode(chunk)
+                            stats.evaluated += len(chunk)
+                            for i, (_tok, _pos, s, output) in enumerate(chunk):
+                                if not output:
+                                    continue
+                                ptr = lib.llama_get_logits_ith(self._ctx, i)
+                                if not ptr:  # pragma: no cover - NULL only for bad indices
+                                    raise ScorerError(f"no logits for batch row {i}")
+                                token = int(np.ctypeslib.as_array(ptr, (self.n_vocab,)).argmax())
+                                if self.is_end(token):
+                                    continue
+                                out[group[s]].append(token)
+                                if step + 1 < max_tokens:
+                                    nxt.append((token, pos[s], s, True))
+                                    pos[s] += 1
+                        self._cached = shared_ids  # the shared prefix is in the cache now
+                        rows = nxt
+                        if not rows:
+                            break
+                lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
+                self._cached = shared_ids
+            finally:
+                self._deadline = None
+                stats.seconds = time.perf_counter() - t0
+                stats.cpu_seconds = time.process_time() - c0
+                for name in ScorerStats.__slots__:
+                    setattr(self.total, name, getattr(self.total, name) + getattr(stats, name))
+        return out
+
     def _run(
         self,
         rows: list[tuple[int, int, int, bool]],
