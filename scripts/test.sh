@@ -19,7 +19,7 @@ if [ "${LLMCF_SKIP_SERVICES:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
     . "$step"
   done
 else
-  python -m pip install -q -e ".[serve,llm,spark,ann,rank]"
+  python -m pip install -q -e ".[serve,llm,spark,ann,browser,rank]"
 fi
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks

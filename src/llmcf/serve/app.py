@@ -289,6 +289,7 @@ def create_app(
     from llmcf import __version__
     from llmcf.errors import LlmcfError
     from llmcf.serve.routes import router
+    from llmcf.serve.web import router as web_router
 
     settings = settings or ServeSettings()
     store = store or EventStore.open(settings.events_db)
@@ -341,6 +342,7 @@ def create_app(
         )
 
     app.include_router(router)
+    app.include_router(web_router)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -222,6 +222,43 @@ async def recommendations(
     return Response(body.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
 
+@router.post(
+    "/v1/recommendations",
+    response_model=s.RecommendationsOut,
+    tags=["recommendations"],
+    responses={**ERRORS, 413: AUTH_ERRORS[413]},
+)
+async def session_recommendations(
+    body: s.SessionRecommendationsIn, state: State, model: Model
+) -> s.RecommendationsOut:
+    """Top-``n`` for a visitor whose history comes with the request (no key; nothing is
+    stored). The history is folded in by the rules of stored events and its items are never
+    listed; a ``user_id`` the model knows adds its training row (its stored events are not
+    read: the inline history stands in for them). An empty id in the answer: a new visitor."""
+    from llmcf.serve.session import check_history, inline_history, session_ranking
+
+    problem = check_history(model, body.history)
+    if problem:
+        raise HTTPException(status_code=422, detail=problem)
+    history = inline_history(model, body.history)
+    if model.needs_store(history):  # texts of items new to the model: a store read
+        ranked = await state.in_thread(
+            session_ranking, model, body.user_id, body.n, history, state.store.item_texts
+        )
+    else:
+        ranked = session_ranking(model, body.user_id, body.n, history)
+    if ranked.was_fallback:
+        state.metrics.fallbacks.labels("session").inc()
+    out = s.RecommendationsOut(
+        user_id=body.user_id or "",
+        items=_items(ranked),
+        was_fallback=ranked.was_fallback,
+        reason=ranked.reason,
+        notes=list(ranked.notes),
+    )
+    return Response(out.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
+
+
 @router.get(
     "/v1/items/{item_id}/similar",
     response_model=s.SimilarOut,
@@ -303,6 +340,8 @@ def events(body: s.EventBatch, state: State) -> s.EventsAccepted:
             headers={"Retry-After": "5"},
         ) from None
     users = {e.user_id for e in batch}
+    if any(e.item_text for e in batch):
+        state.texts_version += 1
     state.event_users.add(users)  # before the answer: the next read sees the events
     state.history.invalidate(users)
     state.metrics.events.inc(result.accepted)
@@ -322,6 +361,7 @@ def put_item(item_id: ItemIdPath, body: s.ItemTextIn, state: State, model: Model
     text neighbours to users who interact with it, and ``/v1/items/{id}/similar`` lists its
     text neighbours."""
     state.store.put_item_text(item_id, body.text)
+    state.texts_version += 1
     state.history.clear()  # rankings that folded in the item's previous text
     known = bool(model.item_index([item_id])[0] >= 0)
     return s.ItemTextOut(item_id=item_id, known_to_model=known, text_neighbours=model.text)

@@ -185,3 +185,54 @@ class Readiness(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+# ---------------------------------------------------------------------- session lists
+#: events of an inline (session) history; a longer history is a client mistake (422)
+MAX_HISTORY = 500
+
+
+class HistoryEventIn(_Strict):
+    """One event of an inline history: the same types and values as a stored event."""
+
+    item_id: ExternalId
+    type: EventType
+    value: (
+        Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE, allow_inf_nan=False)] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _rating_has_value(self) -> HistoryEventIn:
+        if self.type == "rating" and self.value is None:
+            raise ValueError("a rating event needs a value")
+        return self
+
+
+class SessionRecommendationsIn(_Strict):
+    """A list for a visitor whose history travels with the request (nothing is stored).
+
+    ``user_id``: optional; a user known to the model adds its training row, any other id
+    (or none) is a new visitor. The stored events of ``user_id`` are not read: the inline
+    history stands in for them.
+    """
+
+    history: Annotated[list[HistoryEventIn], Field(max_length=MAX_HISTORY)] = Field(
+        description=f"the visitor's events, oldest first (at most {MAX_HISTORY})"
+    )
+    n: Annotated[int, Field(ge=1, le=MAX_N)] = 10
+    user_id: ExternalId | None = None
+
+
+class CatalogItem(BaseModel):
+    item_id: str
+    title: str
+    text: str | None = None
+    genres: list[str] = Field(default_factory=list)
+    popularity: float = Field(description="training interactions of the item (0: unknown)")
+    known_to_model: bool
+
+
+class CatalogOut(BaseModel):
+    total: int
+    offset: int
+    items: list[CatalogItem]

@@ -303,6 +303,8 @@ class AppState:
         self.event_users = EventUsers()
         self.metrics = Metrics()
         self.reload_lock = threading.Lock()
+        #: bumped by every item-text write of this process (the storefront's catalog cache)
+        self.texts_version = 0
         self._readers: ThreadPoolExecutor | None = None
         self._rerankers: ThreadPoolExecutor | None = None
 

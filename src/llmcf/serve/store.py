@@ -362,6 +362,28 @@ class EventStore:
             ).all()
         return {r[0]: r[1] for r in rows}
 
+    def all_item_texts(self, limit: int = 1_000_000) -> dict[str, str]:
+        """Every stored item text (at most ``limit``), by item id: the storefront's catalog."""
+        from sqlalchemy import select
+
+        from llmcf.serve.tables import item_texts
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(item_texts.c.item_id, item_texts.c.text)
+                .order_by(item_texts.c.item_id)
+                .limit(int(limit))
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    def count_item_texts(self) -> int:
+        from sqlalchemy import func, select
+
+        from llmcf.serve.tables import item_texts
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(item_texts)).scalar() or 0)
+
     def event_users(self, limit: int) -> set[str] | None:
         """The distinct users with at least one stored event, or ``None`` when there are more
         than ``limit`` of them."""
