@@ -14,8 +14,12 @@ from llmcf.errors import LlmcfError
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "task", "ratings") == "topn":
         return run_evaluate_topn(args, _model_options(args))
-    if getattr(args, "candidates", "all") != "all" or getattr(args, "baselines", None):
-        raise LlmcfError("--candidates and --baselines apply to --task topn only")
+    if (
+        getattr(args, "candidates", "all") != "all"
+        or getattr(args, "baselines", None)
+        or getattr(args, "paired", None)
+    ):
+        raise LlmcfError("--candidates, --baselines and --paired apply to --task topn only")
     from llmcf.eval.runner import evaluate_ratings, iter_folds, write_predictions
     from llmcf.models import make_model
 
@@ -88,6 +92,48 @@ def _baselines(args: argparse.Namespace) -> list[str]:
     return list(names)
 
 
+def _paired_methods(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--paired A:B,...`` as pairs of method names (each a model or baseline of the run)."""
+    pairs = []
+    known = set(args.model) | set(_baselines(args))
+    for text in getattr(args, "paired", None) or []:
+        a, sep, b = text.partition(":")
+        if not sep or not a or not b:
+            raise LlmcfError(f"--paired: {text!r} is not A:B (e.g. item-knn:t-item-knn)")
+        for name in (a, b):
+            if name not in known:
+                raise LlmcfError(
+                    f"--paired: {name!r} is not a model or baseline of this run "
+                    f"({', '.join(sorted(known))})"
+                )
+        pairs.append((a, b))
+    return pairs
+
+
+def _paired_tests(
+    pairs: list[tuple[str, str]], per_user: dict[tuple[str, str], dict[str, Any]], n: int
+) -> list[dict[str, Any]]:
+    """Print and return the paired test of each ``--paired`` pair on NDCG@n and Recall@n."""
+    from llmcf.eval.stats import align, paired_test
+
+    out = []
+    for a, b in pairs:
+        for metric in (f"ndcg@{n}", f"recall@{n}"):
+            try:
+                va, vb = align(per_user, a, b, metric)
+            except LlmcfError as exc:
+                print(f"warning: --paired {a}:{b}: {exc}", file=sys.stderr)
+                continue
+            t = paired_test(va, vb)
+            out.append({"a": a, "b": b, "metric": metric, **t})
+            print(
+                f"paired {b} - {a} {metric}: {t['diff']:+.4f} "
+                f"[95% {t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}] over {int(t['n'])} "
+                f"(fold, user) pairs; p = {t['p_ttest']:.3g} (t), {t['p_wilcoxon']:.3g} (Wilcoxon)"
+            )
+    return out
+
+
 def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -> int:
     """``llmcf evaluate --task topn``."""
     from llmcf.eval.report import format_table, write_json
@@ -112,6 +158,8 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         if name not in ("none", "learned")
     }
     relevance = None if args.relevance is not None and args.relevance <= 0 else args.relevance
+    pairs = _paired_methods(args)
+    per_user: dict[tuple[str, str], dict[str, Any]] | None = {} if pairs else None
     t0 = time.perf_counter()
     rows = evaluate_topn(
         folds,
@@ -131,6 +179,7 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         candidates=candidates,
         baselines=baselines,
         learned={} if "learned" in (args.rerank or []) else None,
+        per_user=per_user,
     )
     elapsed = time.perf_counter() - t0
     if not rows:
@@ -172,6 +221,7 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         )
     rel = "all test interactions" if relevance is None else f"test rating >= {relevance:g}"
     print(f"{len(folds)} fold(s), relevant = {rel}, {protocol}; {elapsed:.1f} s")
+    tests = _paired_tests(pairs, per_user or {}, n)
     if args.report:
         meta = {
             "command": " ".join(["llmcf", *sys.argv[1:]]),
@@ -188,6 +238,7 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
             "baselines": baselines,
             "max_users": args.max_users,
             "seconds": elapsed,
+            "paired": tests,
         }
         write_json(args.report, rows, meta)
         print(f"report: {args.report}")

@@ -101,6 +101,22 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         "(item-based) or item (user-based); default 0 (off)",
     )
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        default=None,
+        help="choose each model's tunables on a validation carve of the training data only: "
+        "kNN reg-u/reg-i and correction shrinkage (by MAE at k); T-models those jointly "
+        "with alpha/beta, shift, amplify and the bias prior; ease its lambda (by NDCG@10). "
+        "The test data are never seen",
+    )
+    ease = p.add_argument_group("ease, t-ease")
+    ease.add_argument(
+        "--ease-lambda",
+        type=float,
+        default=None,
+        help="L2 regularisation lambda of EASE's closed form (default 500; --tune chooses it)",
+    )
     text = p.add_argument_group("text-fused kNN (t-item-knn, t-user-knn)")
     text.add_argument(
         "--embedder",
@@ -153,12 +169,6 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         help="folder of the item profiles (llmcf enrich --out; default "
         "$LLMCF_CACHE_DIR/profiles/<name of --data>)",
     )
-    text.add_argument(
-        "--tune",
-        action="store_true",
-        default=None,
-        help="pick alpha/beta, shift and amplify on a validation carve of the training data",
-    )
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,6 +188,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
             for key in ("embedder", "fusion", "alpha", "beta", "shift", "amplify", "bias_prior")
         },
         "tune": getattr(args, "tune", None),
+        "ease_lambda": getattr(args, "ease_lambda", None),
         **_item_text_options(args),
     }
 
@@ -306,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="topn: all (default) ranks every unseen item; cold ranks only the fold's cold "
         "items (an interaction in the data, none in the fold's training part; with "
         "--split coldstart-items:F exactly the moved items)",
+    )
+    ev.add_argument(
+        "--paired",
+        type=_name_list,
+        default=None,
+        help="topn: comma list of A:B method pairs (e.g. item-knn:t-item-knn); for each, the "
+        "mean per-user difference B - A of NDCG@N and Recall@N over every (fold, user), with "
+        "its 95%% interval and the paired t-test and Wilcoxon p-values",
     )
     ev.add_argument(
         "--baselines",

@@ -260,6 +260,21 @@ _PER_USER = {
 }
 
 
+def per_user_metrics(
+    recommended: np.ndarray, relevant: sp.sparray | sp.spmatrix, n: int
+) -> dict[str, np.ndarray]:
+    """The per-user arrays behind :func:`ranking_report` (``precision@N`` ... ``mrr@N``), one
+    value per row, NaN for a row without a relevant item (for paired tests over users)."""
+    hits, n_relevant = _hits(recommended, relevant, n)
+    evaluated = n_relevant > 0
+    out: dict[str, np.ndarray] = {}
+    for name, per_user in _PER_USER.items():
+        values = np.full(len(n_relevant), np.nan)
+        values[evaluated] = per_user(hits[evaluated], n_relevant[evaluated], n)
+        out[f"{name}@{n}"] = values
+    return out
+
+
 def ranking_report(
     recommended: np.ndarray, relevant: sp.sparray | sp.spmatrix, n: int
 ) -> dict[str, float]:

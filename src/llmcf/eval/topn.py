@@ -52,7 +52,7 @@ import scipy.sparse as sp
 from llmcf.base import Model
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
-from llmcf.eval.metrics import ranking_report, relevance_matrix
+from llmcf.eval.metrics import per_user_metrics, ranking_report, relevance_matrix
 from llmcf.ranking.lists import SOURCE_MODEL
 from llmcf.rerank.reranker import RerankCache
 
@@ -236,6 +236,7 @@ def evaluate_topn(
     candidates: str = "all",
     baselines: Sequence[str] = (),
     learned: dict[str, Any] | None = None,
+    per_user: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the protocol of the module docstring; one row per (method, fold).
 
@@ -247,6 +248,9 @@ def evaluate_topn(
     :class:`~llmcf.rerank.learned.LearnedConfig`, ``{}`` for its defaults): after each model's
     row a row ``<model>+learned``, the learned second stage with that model as retriever,
     fitted on the fold's training data and ranked through the one ranking path.
+    ``per_user`` (a dict to fill): ``(method, fold) -> {"users": user indices, "ndcg@N": ...}``
+    with the per-user metrics of each model and baseline row (:func:`per_user_metrics`), for
+    paired tests (:func:`llmcf.eval.stats.paired_test`).
     """
     from tqdm.auto import tqdm
 
@@ -348,6 +352,11 @@ def evaluate_topn(
             rec_s = time.perf_counter() - t0
             report = ranking_report(recs.items[:, :n], rel_rows, n)
             retr = ranking_report(recs.items, rel_rows, m)
+            if per_user is not None:
+                per_user[(name, fold.name)] = {
+                    "users": users,
+                    **per_user_metrics(recs.items[:, :n], rel_rows, n),
+                }
             rows.append(
                 {
                     "model": name,

@@ -639,10 +639,10 @@ class _TextKNN(_KNN):
                     self.config, replace(tc, tune=False, bias_prior=prior), embedder=self._embedder
                 )
                 components = probe._fit_components(sub, item_vectors, fit_config=fit_config)
-                for gamma in gammas:
-                    probe.fit_config_ = replace(fit_config, correction_shrinkage=gamma)
-                    for params in self._grid():
-                        probe._apply(components, params)
+                for params in self._grid():
+                    probe._apply(components, params)  # the blend does not depend on gamma
+                    for gamma in gammas:
+                        probe.fit_config_ = replace(fit_config, correction_shrinkage=gamma)
                         est, _, _ = probe.predict_k(val.user_idx, val.item_idx, [self.config.k])
                         score = mae(val.rating, est[:, 0])
                         results.append(
