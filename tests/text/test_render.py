@@ -33,6 +33,29 @@ def test_clean_text_strips_html_entities_and_spaces() -> None:
     assert clean_text(float("nan")) == ""
 
 
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        # scraped Amazon metadata: a tag cut off by the end of the value, with or without text
+        ('<span class="a-size-medium a-color-secondary"', ""),
+        ('<span class="a-size-medium a-color-secondary" Amazon eGift Card', "Amazon eGift Card"),
+        ('Visa card <div class="a-row', "Visa card"),
+        ('<span class="a-color-secondary">Gift</span> <b>card', "Gift card"),
+        ("x<script>var a = '<b>';</script>y<style>p {}</style>", "x y"),
+        ("a<!-- note -->b", "ab"),
+        ("Line1<br>Line2<br/>Line3<p>Para</p>", "Line1 Line2 Line3 Para"),
+        ("ab<b>c</b>d", "abcd"),  # inline elements do not split words
+        ("Fish &amp chips &#39;n&#x27; peas", "Fish & chips 'n' peas"),
+        ("&lt;span class=&quot;x&quot;&gt;Gift", "Gift"),  # escaped markup
+        ("AT&amp;amp;T", "AT&T"),  # double-escaped entity
+        ("a < b and c > d", "a < b and c > d"),  # a "<" that starts no tag stays
+        ("Price <$10", "Price <$10"),
+    ],
+)
+def test_clean_text_parses_cut_and_escaped_markup(raw: str, clean: str) -> None:
+    assert clean_text(raw) == clean
+
+
 def test_truncate_at_word_boundary() -> None:
     assert truncate_at_word("short text", 50) == "short text"
     assert truncate_at_word("alpha beta gamma", 12) == "alpha beta"
@@ -124,4 +147,9 @@ def test_explicit_template_and_errors() -> None:
 
 def test_every_template_has_a_version() -> None:
     assert set(TEMPLATE_VERSIONS) == {"movielens", "amazon", "retail"}
-    assert all(v.endswith("-v1") for v in TEMPLATE_VERSIONS.values())
+    # amazon-v2: the HTML parser replaced the tag regex (cut tags no longer leak into texts)
+    assert TEMPLATE_VERSIONS == {
+        "movielens": "movielens-v1",
+        "amazon": "amazon-v2",
+        "retail": "retail-v1",
+    }

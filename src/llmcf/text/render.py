@@ -26,10 +26,10 @@ decides what to do with it (embedders return a zero vector for it).
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
 from llmcf.errors import ConfigError
@@ -49,28 +49,91 @@ __all__ = [
 #: Template name -> version string; part of every embedding cache key.
 TEMPLATE_VERSIONS: dict[str, str] = {
     "movielens": "movielens-v1",
-    "amazon": "amazon-v1",
+    "amazon": "amazon-v2",
     "retail": "retail-v1",
 }
 
-_TAG_RE = re.compile(r"<[^>]*>")
 _SPACE_RE = re.compile(r"\s+")
+#: what HTMLParser hands back as text for a tag cut off by the end of the value (``<span
+#: class="a-size-medium"`` with no ``>``): the tag name and its name=value attributes
+_CUT_TAG_RE = re.compile(
+    r"""\A/?[A-Za-z][\w:-]*(?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"?|'[^']*'?|[^\s"'<>]+))*\s*/?"""
+)
+#: elements whose content is not text
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "title"})
+#: elements that separate words (the others, such as b, i, span and a, do not)
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 "
+    "h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead tr ul".split()
+)
+
+
+class _TextOf(HTMLParser):
+    """The text of an HTML fragment (the standard library's tolerant parser: unclosed and
+    stray tags, comments, character and named references with or without ``;``)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+        self.after_lt = False  # the parser gave back a lone "<" (a cut tag or a plain "<")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip += 1
+        if tag in _BLOCK_TAGS or tag in _SKIP_TAGS:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS and self.skip:
+            self.skip -= 1
+        if tag in _BLOCK_TAGS or tag in _SKIP_TAGS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if self.after_lt:
+            self.after_lt = False
+            cut = _CUT_TAG_RE.match(data)
+            if cut and cut.end() > 0:  # "<" + "span class=..." : a tag cut short
+                self.parts.pop()  # the "<"
+                self.parts.append(" ")
+                data = data[cut.end() :]
+        if data == "<":
+            self.after_lt = True
+        self.parts.append(data)
+
+
+def _strip_markup(text: str) -> str:
+    parser = _TextOf()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.parts)
+
+
 _WORD_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 _NO_GENRE = {"(no genres listed)", "unknown", ""}
 
 
 def clean_text(value: object) -> str:
-    """Plain text from a catalog value: entities decoded, HTML tags stripped, spaces folded.
+    """Plain text from a catalog value: markup parsed away, entities decoded, spaces folded.
 
-    Entities are decoded before and after stripping tags, so escaped markup
-    (``"&lt;br&gt;"``) and double-escaped entities (``"&amp;amp;"``) both come out clean.
-    ``None`` and NaN give ``""``.
+    The value is parsed as HTML by the standard library's tolerant parser (``html.parser``):
+    tags, comments and the content of ``script``/``style`` go, block elements separate words,
+    entities are decoded; a tag cut off by the end of the value (``<span class="a-size-medium
+    a-color-secondary"`` and no ``>``, as in scraped Amazon metadata) goes with its
+    attributes. The result is parsed once more, so escaped markup (``"&lt;br&gt;"``) and
+    double-escaped entities (``"&amp;amp;"``) come out clean too; a ``<`` that starts no tag
+    (``"a < b"``) stays. ``None`` and NaN give ``""``.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    text = html.unescape(str(value))
-    text = _TAG_RE.sub(" ", text)
-    text = html.unescape(text)
+    text = _strip_markup(_strip_markup(str(value)))
     return _SPACE_RE.sub(" ", text).strip()
 
 
