@@ -26,12 +26,15 @@ so a per-column weight is still the closed form of that column); without text th
 lam grid on plain EASE). ``text_beta=None`` (default) picks ``beta`` from ``beta_grid`` (0
 included, first of equal ones) by validation NDCG@10 on a seeded ``tune_fraction`` carve of
 the training data (:func:`llmcf.eval.select.select`; the cold columns then use the same
-weight). ``cold_text_beta=None`` then picks the cold columns' weight, with ``beta`` fixed, on a
-*cold-item carve* (:func:`llmcf.eval.select.cold_carve`: a seeded 10% of the training items
-lose all their interactions, beside ``tune_fraction`` of the others), so it is chosen on
-items that are cold in the fit; that carve runs only when the training data has cold items
-with text (otherwise the cold weight is ``beta``). A data set without item text gives a
-warning and exactly the plain EASE model.
+weight). A warm carve rarely puts a cold item in anyone's top 10, so it says little about the
+cold columns: ``cold_text_beta=None`` picks their weight from ``beta_grid`` on a *cold-item
+carve* (:func:`llmcf.eval.select.cold_carve`: a seeded 10% of the training items lose all
+their interactions, beside ``tune_fraction`` of the others), by the NDCG@10 of each user's
+ranking of the carve's cold items only (:func:`cold_validation_ndcg`, the protocol of
+``llmcf evaluate --candidates cold`` on training data). That carve runs only when the training
+data has items with text and no positive (otherwise the cold weight is ``beta``). The test
+data are never seen. A data set without item text gives a warning and exactly the plain EASE
+model.
 
 **Memory.** Exact model (at most ``dense_max`` items): ``E E^T`` is added to G in row blocks;
 with a cold weight different from ``beta`` a second Gram matrix is inverted for the cold
@@ -347,7 +350,7 @@ class TEASE(EASE):
         if cfg.cold_text_beta is not None:
             cold_beta = float(cfg.cold_text_beta)
         elif cold.any():
-            cold_beta = self._choose_cold_beta(dataset, lam, beta, vectors)
+            cold_beta = self._choose_cold_beta(dataset, lam, vectors)
         else:
             cold_beta = beta
         self.text_beta_, self.cold_text_beta_, self.text_scale_ = beta, cold_beta, scale
@@ -424,11 +427,10 @@ class TEASE(EASE):
             return 0.0
         return float(best["text_beta"])
 
-    def _choose_cold_beta(
-        self, dataset: Dataset, lam: float, beta: float, vectors: np.ndarray
-    ) -> float:
+    def _choose_cold_beta(self, dataset: Dataset, lam: float, vectors: np.ndarray) -> float:
         """The cold columns' weight of ``beta_grid`` chosen on a cold-item carve of ``dataset``
-        (``beta`` fixed): :func:`cold_validation_ndcg`; 0 when the data are too few."""
+        by :func:`cold_validation_ndcg` (which ranks cold items only, so it does not depend
+        on ``beta``); 0 when the data are too few."""
         from llmcf.eval.select import cold_carve
 
         cfg = self.config
@@ -440,9 +442,12 @@ class TEASE(EASE):
             return 0.0
         table: list[dict[str, Any]] = []
         for weight in cfg.beta_grid:
+            # only the cold columns rank the carve's cold items, and with the warm weight equal
+            # to the cold one they come out of the same (single) inverse: the warm weight of the
+            # probe does not change the score
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                probe = self._probe(lam, beta, weight, vectors).fit(rest)
+                probe = self._probe(lam, weight, weight, vectors).fit(rest)
             table.append(
                 {
                     "cold_text_beta": weight,
