@@ -269,11 +269,29 @@ def test_defaults_differ_per_model_and_explicit_options_win() -> None:
     assert TItemKNN(KNNConfig(k=5)).config.correction_shrinkage == 0.0
 
 
-def test_missing_item_text_is_a_clear_error() -> None:
+@pytest.mark.parametrize(("cls", "plain_cls"), [(TItemKNN, ItemKNN), (TUserKNN, UserKNN)])
+def test_no_item_text_warns_and_fits_exactly_the_plain_model(cls: type, plain_cls: type) -> None:
+    """A data set without item text: a warning, then the plain model with the plain model's
+    own non-text defaults -- the same predictions and the same lists, bit for bit."""
     ds = make_dataset()
     bare = Dataset(ds.users, ds.items, ds.user_idx, ds.item_idx, ds.rating, None, name="bare")
-    with pytest.raises(ConfigError, match="needs item text"):
-        TItemKNN(embedder=FakeEmbedder()).fit(bare)
+    with pytest.warns(
+        UserWarning, match="no item has text \\(data set 'bare'\\); fitting the plain"
+    ):
+        model = cls(k=3, embedder=FakeEmbedder()).fit(bare)
+    plain = plain_cls(k=3).fit(bare)
+    users, items = np.repeat(np.arange(6), 6), np.tile(np.arange(6), 6)
+    np.testing.assert_array_equal(model.predict(users, items), plain.predict(users, items))
+    a, b = model.recommend_many(np.arange(6), 6), plain.recommend_many(np.arange(6), 6)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    # an explicit non-text option is kept (only the model's own defaults fall back)
+    with pytest.warns(UserWarning):
+        tuned = cls(k=3, reg_u=5.0, embedder=FakeEmbedder()).fit(bare)
+    assert tuned.fit_config_.reg_u == 5.0 and tuned.fit_config_.reg_i == 10.0
+    # a profile mode without profiles is still an error, not a silent fallback
+    with pytest.raises(ConfigError):
+        cls(k=3, embedder=FakeEmbedder(), item_text="profile").fit(bare)
 
 
 # ---------------------------------------------------------------------------- tuning

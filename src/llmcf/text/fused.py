@@ -96,6 +96,8 @@ AMPLIFY_GRID = (1.0, 2.0, 3.0, 4.0)
 RANK_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 #: the parameters ``--tune`` chooses (the blend); the others stay as configured
 BLEND_PARAMS = ("alpha", "beta", "shift", "power", "amplify")
+#: the blend that is exactly the CF similarity (no text)
+PLAIN_BLEND = {"alpha": 1.0, "beta": 1e9, "shift": 0.0, "power": 1.0, "amplify": 1.0}
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,11 @@ class _TextKNN(_KNN):
         **kwargs: Any,
     ) -> None:
         text_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TEXT_OPTIONS}
+        # the non-text defaults this model sets for itself (a data set without item text
+        # falls back to the plain model's, see fit)
+        self._own_knn_defaults = (
+            frozenset(self.knn_defaults) - set(kwargs) if config is None else frozenset()
+        )
         if config is None:
             kwargs = {**self.knn_defaults, **kwargs}
         super().__init__(config, **kwargs)
@@ -290,13 +297,18 @@ class _TextKNN(_KNN):
         from llmcf.text.profiles import item_text_source
 
         tc = self.text_config
+        if self._embedder is None:
+            self._embedder = make_embedder(tc.embedder)
         try:
             source = item_text_source(dataset, tc.item_text, tc.profiles, template=tc.template)
         except ConfigError as exc:
+            if tc.item_text == "catalog" and tc.template == "auto":
+                # a catalog without text fields: zero vectors, and fit falls back to the plain
+                # model with a warning
+                self.item_text_provenance_ = {"mode": "catalog", "texts": "none"}
+                return np.zeros((dataset.n_items, self._embedder.dim), dtype=np.float32)
             raise ConfigError(f"{type(self).__name__} needs item text: {exc}") from None
         self.item_text_provenance_ = source.provenance
-        if self._embedder is None:
-            self._embedder = make_embedder(tc.embedder)
         return embed_with_cache(
             self._embedder, source.texts, template_version=source.version, progress=progress
         )
@@ -325,18 +337,35 @@ class _TextKNN(_KNN):
         if item_vectors.shape[0] != dataset.n_items:
             raise ConfigError(f"{item_vectors.shape[0]} item vectors for {dataset.n_items} items")
         tc = self.text_config
-        if tc.tune:
+        if not (np.linalg.norm(item_vectors, axis=1) > 0).any():
+            import warnings
+
+            plain = "user-knn" if self.user_based else "item-knn"
+            warnings.warn(
+                f"{type(self).__name__}: no item has text (data set {dataset.name!r}); "
+                f"fitting the plain {plain} model (its non-text settings, no text)",
+                stacklevel=2,
+            )
+            params = dict(PLAIN_BLEND)
+            defaults = {f.name: f.default for f in fields(KNNConfig)}
+            fit_config = replace(self.config, **{k: defaults[k] for k in self._own_knn_defaults})
+            bias_prior = 0.0
+            self.tune_results_ = []
+            fusion: str | None = "fixed"  # alpha 1: the CF similarity itself
+        elif tc.tune:
             params, fit_config, bias_prior, results = self._tune(dataset, item_vectors)
             self.tune_results_ = results
+            fusion = None
         else:
             params = {name: float(getattr(tc, name)) for name in BLEND_PARAMS}
             fit_config, bias_prior = self.config, tc.bias_prior
             self.tune_results_ = []
+            fusion = None
         self.bias_prior_ = float(bias_prior)
         components = self._fit_components(
             dataset, item_vectors, fit_config=fit_config, progress=progress
         )
-        self._apply(components, params)
+        self._apply(components, params, fusion)
         self.rank_weight_, self.rank_results_ = self._choose_rank_weight(dataset)
         self.cold_rank_weight_, self.cold_rank_results_ = self._choose_cold_rank_weight(dataset)
         self._derived = {}
@@ -344,6 +373,19 @@ class _TextKNN(_KNN):
         return self
 
     # ------------------------------------------------------------------ T-ranking
+    def _has_text(self) -> bool:
+        """Whether any item of the fitted catalog has a text vector."""
+        return self._cache(
+            "has_text", lambda: bool((np.linalg.norm(self.item_vectors_, axis=1) > 0).any())
+        )
+
+    def ranking_scoring(self) -> str:
+        """As the model's, except that without any item text the ``auto`` scoring is the plain
+        kNN's (the fallback is the plain model in its lists too)."""
+        if self.ranking.scoring == "auto" and not self._has_text():
+            return "implicit"
+        return super().ranking_scoring()
+
     def _choose_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
         """The text weight of the item ranking similarity (see :meth:`ranking_neighbors`):
         the configured one, else the best on a validation carve of ``dataset`` (the training
@@ -352,13 +394,7 @@ class _TextKNN(_KNN):
         if self.user_based:
             return 0.0, []
         if not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
-            import warnings
-
-            warnings.warn(
-                f"{type(self).__name__}: no item has text; ranking with the plain model",
-                stacklevel=3,
-            )
-            return 0.0, []
+            return 0.0, []  # fit warned: the plain model
         if tc.rank_weight is not None:
             return float(tc.rank_weight), []
         from llmcf.eval.select import select
@@ -560,14 +596,17 @@ class _TextKNN(_KNN):
             ).ravel()
         return _Components(cf, cos, support, rows, cols)
 
-    def _apply(self, comp: _Components, params: dict[str, float]) -> None:
-        """Blend the components with ``params`` into ``sim_`` (dense) or the top lists."""
+    def _apply(
+        self, comp: _Components, params: dict[str, float], fusion: str | None = None
+    ) -> None:
+        """Blend the components with ``params`` into ``sim_`` (dense) or the top lists
+        (``fusion``: the configured one unless given)."""
         tc = self.text_config
         fused = fuse_similarity(
             comp.cf,
             comp.cos,
             comp.support,
-            fusion=tc.fusion,
+            fusion=fusion or tc.fusion,
             alpha=params["alpha"],
             beta=params["beta"],
             shift=params["shift"],
