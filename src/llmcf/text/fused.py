@@ -347,8 +347,13 @@ class _TextKNN(_KNN):
                 stacklevel=2,
             )
             params = dict(PLAIN_BLEND)
-            defaults = {f.name: f.default for f in fields(KNNConfig)}
-            fit_config = replace(self.config, **{k: defaults[k] for k in self._own_knn_defaults})
+            plain_defaults = KNNConfig()
+            fit_config = KNNConfig.from_dict(
+                {
+                    **asdict(self.config),
+                    **{k: getattr(plain_defaults, k) for k in self._own_knn_defaults},
+                }
+            )
             bias_prior = 0.0
             self.tune_results_ = []
             fusion: str | None = "fixed"  # alpha 1: the CF similarity itself
