@@ -419,8 +419,13 @@ def evaluate_topn(
             bar.update(1)
         for bname in baselines:
             bar.set_postfix_str(f"{bname} {fold.name}")
+            keep = None
+            if per_user is not None:
+                keep = per_user.setdefault((bname, fold.name), {"users": users})
             rows.append(
-                _random_row(train, users, rel_rows, n, max(n, n_candidates), cand, allowed, seed)
+                _random_row(
+                    train, users, rel_rows, n, max(n, n_candidates), cand, allowed, seed, keep
+                )
                 | {"fold": fold.name, "candidates": candidates}
                 | ({} if cand is None else {"n_cold_items": len(cand)})
             )
@@ -473,8 +478,10 @@ def _random_row(
     cand: np.ndarray | None,
     allowed: np.ndarray,
     seed: int,
+    per_user: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``random`` baseline row of one fold (see the module docstring)."""
+    """The ``random`` baseline row of one fold (see the module docstring); its per-user
+    metrics go into ``per_user`` when given."""
     t0 = time.perf_counter()
     model = RandomOrder(seed).fit(train)
     fit_s = time.perf_counter() - t0
@@ -482,6 +489,8 @@ def _random_row(
     recs = model.recommend_many(users, m, candidates=cand)
     rec_s = time.perf_counter() - t0
     retr = ranking_report(recs.items, rel_rows, m)
+    if per_user is not None:
+        per_user.update(per_user_metrics(recs.items[:, :n], rel_rows, n))
     seen = model.train_matrix()[users]
     return {
         "model": "random",
