@@ -39,12 +39,12 @@ __all__ = ["Pipeline", "PipelineResult", "item_texts", "tune_weight", "user_hist
 
 
 def item_texts(dataset: Dataset) -> list[str]:
-    """One text per item index: :func:`~llmcf.text.render.render_item_texts`, or ``"item
-    <id>"`` for a catalog without text fields (the re-rankers then see ids only)."""
-    from llmcf.text.render import render_item_texts
+    """One text per item index: the catalog text (:func:`llmcf.text.profiles.item_texts`), or
+    ``"item <id>"`` for a catalog without text fields (the re-rankers then see ids only)."""
+    from llmcf.text.profiles import item_texts as texts_in_mode
 
     try:
-        texts = render_item_texts(dataset)
+        texts = texts_in_mode(dataset, "catalog")
     except ConfigError:
         texts = [""] * dataset.n_items
     ids = dataset.items.external(np.arange(dataset.n_items))
