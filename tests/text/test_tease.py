@@ -346,3 +346,58 @@ def test_ml100k_cold_items_beat_random(ml100k: object) -> None:
         )
     by_model = {row["model"]: row for row in rows}
     assert by_model["t-ease"]["ndcg@10"] >= 2 * by_model["random"]["expected_ndcg@10"], rows
+
+
+# ---------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def synth_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A MovieLens-100K-layout folder (u.data, u.item) of synthetic ratings with titles."""
+    from llmcf.data.synth import generate
+
+    ds = generate(60, 40, 900, seed=5, with_text=True)
+    folder = tmp_path_factory.mktemp("ml-synth-tease")
+    lines = [
+        f"{u + 1}\t{i + 1}\t{int(r)}\t{880000000 + n}"
+        for n, (u, i, r) in enumerate(zip(ds.user_idx, ds.item_idx, ds.rating, strict=True))
+    ]
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    titles = ds.item_catalog.fields["title"]
+    genres = "|".join(["0"] * 19)
+    items = [
+        f"{i + 1}|{titles[i]} (1995)|01-Jan-1995||http://x|{genres}" for i in range(ds.n_items)
+    ]
+    (folder / "u.item").write_text("\n".join(items) + "\n", encoding="latin-1")
+    return str(folder)
+
+
+def test_cli_evaluate_fit_recommend(synth_path: str, tmp_path, capsys) -> None:
+    import json
+
+    from llmcf.cli import main
+
+    report = tmp_path / "r.json"
+    args = [
+        "evaluate", "--task", "topn", "--data", synth_path, "--split", "coldstart-items:0.2",
+        "--candidates", "cold", "--model", "ease,t-ease", "--embedder", "tfidf",
+        "--report", str(report), "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    rows = {row["model"]: row for row in json.loads(report.read_text())["rows"]}
+    assert {"ease", "t-ease", "random"} <= set(rows)
+    # ease cannot score cold items; t-ease scores them from text (for every user with a
+    # training positive)
+    assert rows["t-ease"]["n_cf_fallbacks"] < rows["ease"]["n_cf_fallbacks"]
+
+    model_dir = tmp_path / "model"
+    fit = ["fit", "--data", synth_path, "--model", "t-ease", "--embedder", "tfidf"]
+    assert main([*fit, "--out", str(model_dir), "--quiet"]) == 0
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["class"] == "TEASE" and manifest["config"]["embedder"] == "tfidf"
+    assert manifest["state"]["text_beta"] in BETA_GRID
+    capsys.readouterr()
+    assert main(["recommend", "--model-dir", str(model_dir), "--user", "1", "--n", "5",
+                 "--format", "json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    model = load_model(model_dir)
+    expected = model.recommend(int(model.users_.lookup(["1"])[0]), 5)
+    assert [item["item_id"] for item in out["items"]] == [str(i) for i in expected.item_ids]
