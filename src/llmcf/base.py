@@ -182,6 +182,12 @@ class Model:
         self._derived = {}
         return self
 
+    def chosen_settings(self) -> dict[str, Any]:
+        """The tunables this fit chose on validation carves of its training data (``tune``
+        and the settings a model always chooses itself, e.g. a T-ranking's text weight);
+        reported by ``llmcf evaluate`` beside each fold's row. Empty when nothing was chosen."""
+        return {}
+
     def ranking_scoring(self) -> str:
         """The scoring actually used: ``"implicit"`` or ``"model"``."""
         scoring = self.ranking.scoring

@@ -135,3 +135,38 @@ def test_plot_saves_at_120_dpi(tmp_path: Path) -> None:
 def test_plot_unknown_metric_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'recall@5'"):
         plot_metric_vs_k(ROWS, tmp_path / "x.png", metric="recall@5")
+
+
+def test_format_chosen_names_model_fold_and_values() -> None:
+    from llmcf.eval.report import format_chosen
+
+    rows = [
+        {"model": "item-knn", "fold": "u1", "k": 10, "chosen": {"reg_u": 5.0, "reg_i": 2.0}},
+        {"model": "item-knn", "fold": "u1", "k": 40, "chosen": {"reg_u": 5.0, "reg_i": 2.0}},
+        {"model": "baseline", "fold": "u1", "k": None, "chosen": {}},
+    ]
+    assert format_chosen(rows) == "chosen on the training carve: item-knn u1: reg_u=5, reg_i=2"
+    assert format_chosen(rows[2:]) == ""
+
+
+def test_cli_tune_reports_what_it_chose(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.conftest import random_dataset
+
+    from llmcf.cli import main
+
+    ds = random_dataset(5, n_users=30, n_items=15, density=0.5)
+    path = tmp_path / "r.csv"
+    lines = [
+        f"{ds.users.ids[u]},{ds.items.ids[i]},{r:g}"
+        for u, i, r in zip(ds.user_idx, ds.item_idx, ds.rating, strict=True)
+    ]
+    path.write_text("user,item,rating\n" + "\n".join(lines) + "\n")
+    report = tmp_path / "rep.json"
+    args = ["evaluate", "--data", str(path), "--split", "kfold:2", "--model", "item-knn"]
+    assert main([*args, "--k", "5", "--tune", "--quiet", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("chosen on the training carve: item-knn") == 2  # one line per fold
+    rows = json.loads(report.read_text())["rows"]
+    assert all(set(r["chosen"]) == {"reg_u", "reg_i", "correction_shrinkage"} for r in rows)

@@ -289,6 +289,12 @@ def test_no_item_text_warns_and_fits_exactly_the_plain_model(cls: type, plain_cl
     with pytest.warns(UserWarning):
         tuned = cls(k=3, reg_u=5.0, embedder=FakeEmbedder()).fit(bare)
     assert tuned.fit_config_.reg_u == 5.0 and tuned.fit_config_.reg_i == 10.0
+    # --tune: the plain model's own tune, the same choice and the same predictions
+    with pytest.warns(UserWarning):
+        t_tuned = cls(k=3, tune=True, tune_fraction=0.3, embedder=FakeEmbedder()).fit(bare)
+    p_tuned = plain_cls(k=3, tune=True, tune_fraction=0.3).fit(bare)
+    assert t_tuned.fit_config_ == p_tuned.fit_config_
+    np.testing.assert_array_equal(t_tuned.predict(users, items), p_tuned.predict(users, items))
     # a profile mode without profiles is still an error, not a silent fallback
     with pytest.raises(ConfigError):
         cls(k=3, embedder=FakeEmbedder(), item_text="profile").fit(bare)

@@ -51,6 +51,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
+    def format_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
+        # a warning to a command-line user is its message, not a line of llmcf's source
+        return f"llmcf {args.command}: warning: {message}\n"
+
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = format_warning
     try:
         return COMMANDS[args.command](args)
     except LlmcfError as exc:
@@ -61,3 +75,5 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        warnings.formatwarning = previous_format

@@ -43,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
         keep_predictions=bool(args.predictions),
     )
     elapsed = time.perf_counter() - t0
-    from llmcf.eval.report import format_table, write_json
+    from llmcf.eval.report import format_chosen, format_table, write_json
 
     print(format_table(rows))
     print(f"{len(folds)} fold(s) x {len(args.model)} model(s), {elapsed:.2f} s")
+    chosen = format_chosen(rows)
+    if chosen:
+        print(chosen)
     meta = {
         "command": " ".join(["llmcf", *sys.argv[1:]]),
         "data": args.data,
@@ -136,7 +139,7 @@ def _paired_tests(
 
 def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -> int:
     """``llmcf evaluate --task topn``."""
-    from llmcf.eval.report import format_table, write_json
+    from llmcf.eval.report import format_chosen, format_table, write_json
     from llmcf.eval.runner import iter_folds
     from llmcf.eval.topn import evaluate_topn, make_reranker_factory
 
@@ -221,6 +224,9 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         )
     rel = "all test interactions" if relevance is None else f"test rating >= {relevance:g}"
     print(f"{len(folds)} fold(s), relevant = {rel}, {protocol}; {elapsed:.1f} s")
+    chosen = format_chosen(rows)
+    if chosen:
+        print(chosen)
     tests = _paired_tests(pairs, per_user or {}, n)
     if args.report:
         meta = {

@@ -105,6 +105,21 @@ def format_table(rows: Iterable[Row], metrics: Sequence[str] = ("mae", "rmse")) 
     return "\n".join([render(header), rule, *(render(line) for line in lines)]) + "\n"
 
 
+def format_chosen(rows: Iterable[Row]) -> str:
+    """One line per (model, fold) whose fit chose settings on validation carves (the
+    ``chosen`` field of the rows, see ``Model.chosen_settings``); ``""`` when none did."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        chosen = row.get("chosen")
+        if chosen:
+            seen.setdefault((str(row["model"]), str(row.get("fold"))), chosen)
+    lines = []
+    for (model, fold), chosen in seen.items():
+        values = ", ".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in chosen.items())
+        lines.append(f"chosen on the training carve: {model} {fold}: {values}")
+    return "\n".join(lines)
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON values: NaN and infinities become None, numpy scalars and arrays Python ones."""
     if isinstance(value, Mapping):

@@ -174,6 +174,7 @@ def evaluate_ratings(
                 est, fallback = e[:, None], fb[:, None]
                 k_values = [None]
             pred_s = time.perf_counter() - t0
+            chosen = model.chosen_settings() if hasattr(model, "chosen_settings") else {}
             del model  # free this fit before the next one is built
             for j, k in enumerate(k_values):
                 rows.append(
@@ -187,6 +188,7 @@ def evaluate_ratings(
                         "predict_seconds": pred_s / len(k_values),
                         "n_predictions": len(test),
                         "n_fallbacks": int(fallback[:, j].sum()),
+                        "chosen": chosen,
                     }
                 )
                 if keep_predictions:

@@ -335,6 +335,7 @@ def evaluate_topn(
             base = {
                 "k": None,
                 "fold": fold.name,
+                "chosen": model.chosen_settings() if hasattr(model, "chosen_settings") else {},
                 "fit_seconds": fit_s,
                 "protocol": "full" if sampled is None else f"sampled-{sampled}",
                 "candidates": candidates,

@@ -356,6 +356,17 @@ class _TextKNN(_KNN):
             )
             bias_prior = 0.0
             self.tune_results_ = []
+            if tc.tune:  # the plain model's own tune (its grid, the same carve)
+                plain_cls = UserKNN if self.user_based else ItemKNN
+                probe = plain_cls(
+                    replace(
+                        fit_config,
+                        tune=True,
+                        tune_fraction=tc.tune_fraction,
+                        tune_seed=tc.tune_seed,
+                    )
+                )
+                fit_config, self.tune_results_ = probe._tune_fit_settings(dataset)
             fusion: str | None = "fixed"  # alpha 1: the CF similarity itself
         elif tc.tune:
             params, fit_config, bias_prior, results = self._tune(dataset, item_vectors)
@@ -376,6 +387,20 @@ class _TextKNN(_KNN):
         self._derived = {}
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def chosen_settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.text_config.tune:
+            fit = self._fit_cfg()
+            out.update({k: getattr(fit, k) for k in ("reg_u", "reg_i", "correction_shrinkage")})
+            out.update(self.params_ or {})
+            out["bias_prior"] = float(getattr(self, "bias_prior_", self.text_config.bias_prior))
+        if not self.user_based:
+            if self.text_config.rank_weight is None:
+                out["rank_weight"] = float(getattr(self, "rank_weight_", 0.0))
+            if self.text_config.cold_rank_weight is None and self.text_config.rank_weight is None:
+                out["cold_rank_weight"] = float(getattr(self, "cold_rank_weight_", 0.0))
+        return out
 
     # ------------------------------------------------------------------ T-ranking
     def _has_text(self) -> bool:
