@@ -355,7 +355,7 @@ class _TextKNN(_KNN):
                 }
             )
             bias_prior = 0.0
-            self.tune_results_ = []
+            self.tune_results_: list[dict[str, float]] = []
             if tc.tune:  # the plain model's own tune (its grid, the same carve)
                 plain_cls = UserKNN if self.user_based else ItemKNN
                 probe = plain_cls(
