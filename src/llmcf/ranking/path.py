@@ -102,16 +102,19 @@ class Histories:
 
 def training_histories(model: Any, users: np.ndarray) -> Histories:
     """The training rows of ``users`` (-1 or out of range: an empty row)."""
+    import scipy.sparse as sp
+
     R = model.train_matrix()
     u = np.asarray(users, dtype=np.int64).ravel()
     known = (u >= 0) & (u < R.shape[0])
-    rows = R[np.where(known, u, 0)]
-    if not known.all():
-        import scipy.sparse as sp
-
-        keep = sp.diags(known.astype(np.float64))
-        rows = sp.csr_matrix(keep @ rows)
-        rows.eliminate_zeros()
+    if not known.any():  # new visitors only: empty rows, without a product
+        rows = sp.csr_matrix((len(u), R.shape[1]), dtype=R.dtype)
+    else:
+        rows = R[np.where(known, u, 0)]
+        if not known.all():
+            keep = sp.diags(known.astype(np.float64))
+            rows = sp.csr_matrix(keep @ rows)
+            rows.eliminate_zeros()
     return Histories(np.where(known, u, -1), rows, rows)
 
 
@@ -215,7 +218,10 @@ def rank(
     n = min(n, max(n_items, 1))  # a list never holds more than the catalog
     b = len(histories)
     pop = model.popularity()
-    pop_rank = popular_rank(model).astype(np.float64)
+    # fixed per fit, as the popularity it orders: built once per model, not on every list
+    cache = getattr(model, "_cache", None)
+    build = lambda: popular_rank(model).astype(np.float64)  # noqa: E731
+    pop_rank = cache("popular_rank", build) if cache is not None else build()
     allowed = None
     if candidates is not None:
         cand = np.asarray(candidates, dtype=np.int64).ravel()
