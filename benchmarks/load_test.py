@@ -6,6 +6,7 @@ Usage::
     python benchmarks/load_test.py                       # ml-100k item-kNN, 200 req/s for 30 s
     python benchmarks/load_test.py --rate 400 --duration 20 --json service.json
     python benchmarks/load_test.py --pin                 # server on CPU 0, client on CPU 1
+    python benchmarks/load_test.py --session-history 20  # + POST /v1/recommendations phase
 
 It fits an item-kNN model on the whole of ml-100k (from $LLMCF_DATA_DIR) unless
 ``--model-dir`` is given, starts ``llmcf serve`` on a free local port with a fresh SQLite event
@@ -18,7 +19,9 @@ store, and measures:
    *scheduled* send time, so a stalled server (or a late client) cannot hide its queueing
    delay (no coordinated omission). Caches start cold: every user's first request is
    computed. Reported: p50, p90, p99, max, errors (non-200, transport errors, timeouts).
-3. ``POST /v1/events`` in batches of ``--batch-size`` events from ``--writers`` concurrent
+3. with ``--session-history H``: ``POST /v1/recommendations`` for new visitors whose inline
+   histories hold H random events (views, carts, purchases), on the same schedule.
+4. ``POST /v1/events`` in batches of ``--batch-size`` events from ``--writers`` concurrent
    clients; reported: events/s over the whole phase, batch latency p50/p99, errors.
 
 The GET client is a minimal HTTP/1.1 keep-alive client made of asyncio protocol callbacks
@@ -129,6 +132,31 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def request_bytes(host: str, path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
+def post_bytes(host: str, path: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+def session_requests(host: str, items: list[str], total: int, size: int, n: int) -> list[bytes]:
+    """``POST /v1/recommendations`` bodies of new visitors with ``size``-event histories of
+    random items (views, carts, purchases; seed 1)."""
+    rng = np.random.default_rng(1)
+    types = np.array(["view", "view", "view", "cart", "purchase"])
+    out = []
+    for _ in range(total):
+        picks = rng.integers(0, len(items), size)
+        kinds = rng.integers(0, len(types), size)
+        history = [
+            {"item_id": items[i], "type": str(types[t])} for i, t in zip(picks, kinds, strict=True)
+        ]
+        out.append(post_bytes(host, "/v1/recommendations", {"history": history, "n": n}))
+    return out
 
 
 class _Connection(asyncio.Protocol):
@@ -272,6 +300,7 @@ async def open_loop_reads(
     connections: int,
     path_template: str = "/v1/users/{user}/recommendations?n={n}",
     timeout: float = 10.0,
+    prepared: list[bytes] | None = None,
 ) -> dict[str, Any]:
     """``rate * duration`` GETs on the open-loop schedule of :class:`OpenLoopClient` over
     ``connections`` keep-alive connections, random known users (seed 0).
@@ -285,10 +314,14 @@ async def open_loop_reads(
     host, port = parts.hostname or "127.0.0.1", int(parts.port or 80)
     total = int(rate * duration)
     rng = np.random.default_rng(0)
-    requests = [
-        request_bytes(host, path_template.format(user=quote(users[k], safe=""), n=n))
-        for k in rng.integers(0, len(users), total)
-    ]
+    requests = (
+        prepared[:total]
+        if prepared is not None
+        else [
+            request_bytes(host, path_template.format(user=quote(users[k], safe=""), n=n))
+            for k in rng.integers(0, len(users), total)
+        ]
+    )
     client = OpenLoopClient(host, port, requests, rate)
     await client.connect(connections)  # the users' caches stay cold
     assert client.done is not None
@@ -443,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra argument for `llmcf serve` (repeat), e.g. --server-arg=--no-fast-path",
     )
+    ap.add_argument(
+        "--session-history",
+        type=int,
+        default=0,
+        help="also load POST /v1/recommendations with new visitors' inline histories of this "
+        "many events (0: skip that phase)",
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
@@ -483,6 +523,16 @@ def main(argv: list[str] | None = None) -> int:
                     url, users, args.rate, args.duration, args.n, proc.pid, args.connections
                 )
             )
+            session = None
+            if args.session_history > 0:
+                total = int(args.rate * args.duration)
+                prepared = session_requests("127.0.0.1", items, total, args.session_history, args.n)
+                session = _run(
+                    open_loop_reads(
+                        url, users, args.rate, args.duration, args.n, proc.pid,
+                        args.connections, prepared=prepared,
+                    )
+                )  # fmt: skip
             writes = _run(
                 ingest(url, users, items, args.batches, args.batch_size, args.writers, proc.pid)
             )
@@ -499,13 +549,16 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min": os.getloadavg()[0],
         "baseline_healthz": baseline,
         "reads": reads,
+        "session": session,
         "writes": writes,
     }
     print(f"pinning: {pinning}")
-    for name, phase in (
-        ("GET /healthz (baseline)", baseline),
-        (f"GET recommendations n={args.n}", reads),
-    ):
+    phases = [("GET /healthz (baseline)", baseline), (f"GET recommendations n={args.n}", reads)]
+    if session is not None:
+        phases.append(
+            (f"POST /v1/recommendations, {args.session_history}-event histories", session)
+        )
+    for name, phase in phases:
         print(
             f"{name}: {phase['requests']} requests at {phase['target_rate']:.0f}/s "
             f"(achieved {phase['achieved_rate']:.1f}/s), errors {phase['errors']}"
@@ -527,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0 if reads["errors"] == 0 and writes["errors"] == 0 else 1
+    ok = reads["errors"] == 0 and writes["errors"] == 0
+    return 0 if ok and (session is None or session["errors"] == 0) else 1
 
 
 if __name__ == "__main__":

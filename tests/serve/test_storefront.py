@@ -232,3 +232,37 @@ def test_histogram_quantiles_by_hand() -> None:
         "p95": None,
         "p99": None,
     }
+
+
+def test_session_fast_path_answers_as_the_route(make_client: Any, model_dir: Path) -> None:
+    """The fast path in front of FastAPI and the route give the same bytes; bodies it does not
+    take (errors, a query, another content type) reach the route unchanged."""
+    fast = make_client(model_dir=model_dir)
+    slow = make_client(model_dir=model_dir, fast_path=False)
+    for body in (
+        {"history": HISTORY, "n": 7},
+        {"history": [], "n": 3},
+        {"user_id": "u1", "history": HISTORY[:2]},
+        {"user_id": 5, "history": [{"item_id": 3, "type": "view"}]},
+    ):
+        a, b = (
+            fast.post("/v1/recommendations", json=body),
+            slow.post("/v1/recommendations", json=body),
+        )
+        assert a.status_code == b.status_code == 200 and a.json() == b.json(), body
+    bad = {"history": [{"item_id": "i1", "type": "rating", "value": 99}]}
+    a, b = fast.post("/v1/recommendations", json=bad), slow.post("/v1/recommendations", json=bad)
+    assert a.status_code == b.status_code == 422 and a.json() == b.json()
+    text = fast.post(
+        "/v1/recommendations", content=b'{"history": []}', headers={"Content-Type": "text/plain"}
+    )
+    assert (
+        text.status_code
+        == slow.post(
+            "/v1/recommendations",
+            content=b'{"history": []}',
+            headers={"Content-Type": "text/plain"},
+        ).status_code
+    )
+    counted = fast.get("/v1/admin/status", headers=auth()).json()["metrics"]["routes"]
+    assert counted["/v1/recommendations"]["requests"] >= 6

@@ -238,6 +238,92 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+SESSION_ROUTE = "/v1/recommendations"
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, list[Message]]:
+    """The request body (``None`` when over ``limit`` bytes or the client left) and the
+    messages read, to replay to the full stack when the fast path declines."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None, messages
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit:
+            return None, messages
+        if not message.get("more_body", False):
+            return b"".join(chunks), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def fast_session_payload(state: AppState, body: bytes) -> bytes | None:
+    """The answer of ``POST /v1/recommendations`` for a plainly valid body whose history
+    needs no store read, else ``None`` (the route answers, and reports any error): the same
+    validation (:class:`~llmcf.serve.schemas.SessionRecommendationsIn`), computation
+    (:mod:`llmcf.serve.session`) and JSON as the route."""
+    from pydantic import ValidationError
+
+    from llmcf.serve.schemas import SessionRecommendationsIn
+    from llmcf.serve.session import check_history, inline_history, session_ranking
+
+    model = state.model
+    if model is None:
+        return None
+    try:
+        req = SessionRecommendationsIn.model_validate_json(body)
+    except ValidationError:
+        return None
+    if check_history(model, req.history):
+        return None
+    history = inline_history(model, req.history)
+    if model.needs_store(history):
+        return None
+    try:
+        ranked = session_ranking(model, req.user_id, req.n, history)
+        payload = dumps(recommendations_body(req.user_id or "", ranked))
+    except Exception:  # the route answers (and reports) it
+        log.debug("session fast path declined", exc_info=True)
+        return None
+    if ranked.was_fallback:
+        state.metrics.fallbacks.labels("session").inc()
+    return payload
+
+
+def _fast_session_request(scope: Scope, settings: ServeSettings) -> bool:
+    """A plain ``POST /v1/recommendations`` with a JSON body and no query (nor, with CORS
+    on, an Origin header): the fast path may try it."""
+    if (
+        scope.get("method") != "POST"
+        or scope["path"] != SESSION_ROUTE
+        or scope.get("root_path")
+        or scope.get("query_string")
+    ):
+        return False
+    json_body = False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            json_body = value.split(b";")[0].strip().lower() == b"application/json"
+        elif name == b"origin" and settings.cors_origins:
+            return False
+    return json_body
+
+
 class LlmcfAPI(FastAPI):
     """The FastAPI application, with the fast path for plain recommendation reads in front of
     FastAPI's own request handling (module docstring)."""
@@ -266,6 +352,26 @@ class LlmcfAPI(FastAPI):
                     if await fast_recommendations(state, send, *args):
                         state.metrics.observe_request("GET", RECOMMENDATIONS_ROUTE, 200, t0)
                         return
+                elif _fast_session_request(scope, settings):
+                    t0 = time.perf_counter()
+                    body, messages = await _read_body(receive, settings.max_body_bytes)
+                    payload = None if body is None else fast_session_payload(state, body)
+                    if payload is None:  # the full stack answers, from the same body
+                        await super().__call__(scope, _replay(messages, receive), send)
+                        return
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                _JSON_HEADERS,
+                                (b"content-length", str(len(payload)).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": payload})
+                    state.metrics.observe_request("POST", SESSION_ROUTE, 200, t0)
+                    return
         await super().__call__(scope, receive, send)
 
 
