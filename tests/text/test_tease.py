@@ -140,6 +140,24 @@ def test_beta_zero_is_exactly_ease() -> None:
     assert not model.item_known_[5]  # the cold item gets no score without text weight
 
 
+def test_validation_fits_through_woodbury_equal_direct_fits() -> None:
+    ds, vectors, _ = clustered(n_users=50, n_items=20, n_cold=3)
+    embedder = ArrayEmbedder(vectors)
+    model = TEASE(lam=10.0, embedder=embedder)
+    given = embedder.embed([f"t{k}" for k in range(20)])
+    seen = []
+    for w, probe in model._probes(ds, 10.0, given):
+        direct = TEASE(lam=10.0, text_beta=w, cold_text_beta=w, embedder=embedder).fit(ds)
+        assert probe.B_ is not None and direct.B_ is not None
+        np.testing.assert_allclose(probe.B_, direct.B_, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(probe.item_known_, direct.item_known_)
+        np.testing.assert_array_equal(probe.text_items_, direct.text_items_)
+        a, b = probe.recommend_many(np.arange(50), 20), direct.recommend_many(np.arange(50), 20)
+        np.testing.assert_array_equal(a.items, b.items)
+        seen.append(w)
+    assert seen == list(BETA_GRID)
+
+
 def test_zero_is_always_a_candidate_and_the_best_is_chosen() -> None:
     ds = make_dataset()
     model = TEASE(lam=5.0, embedder=FakeEmbedder()).fit(ds)
