@@ -211,6 +211,9 @@ def test_admin_adds_a_product_and_the_dashboard_moves(
     dash.wait_for_function("p => window.llmcfPolls > p + 1", arg=polls)
     assert int(dash.inner_text("#store-events")) > before
     assert float(dash.inner_text("#req-total")) > 0
+    # every list the visitor saw is an impression; the clicks on listed items count
+    dash.wait_for_selector("#online-panel:not([hidden])")
+    assert int(dash.inner_text("tr[data-arm=A] td[data-field=impressions]")) > 0
     dash.click("#reload")
     dash.wait_for_function(
         "() => document.getElementById('status').textContent.startsWith('reloaded')"

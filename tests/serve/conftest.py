@@ -127,7 +127,7 @@ def postgres_url() -> Iterator[str]:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        for table in ("item_texts", "events", "alembic_version"):
+        for table in ("impressions", "item_texts", "events", "alembic_version"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     yield url

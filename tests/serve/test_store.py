@@ -10,7 +10,7 @@ from llmcf.serve.store import Event, EventStore, EventWeights, normalize_url
 
 
 def _exercise(store: EventStore) -> None:
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
     first = store.add_events(
         [
             Event("u1", "i1", "view", event_id="e1"),

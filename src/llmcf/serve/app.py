@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -181,7 +182,7 @@ class ServiceMiddleware:
 async def fast_recommendations(state: AppState, send: Send, user_id: str, n: int) -> bool:
     """Answer a plain recommendations read; ``False`` (nothing sent) leaves it to the route:
     no model yet, or any error, which the route then reports as it always does."""
-    model = state.model
+    model = state.model_for(user_id)[1]
     if model is None:
         return False
     try:
@@ -282,12 +283,12 @@ def fast_session_payload(state: AppState, body: bytes) -> bytes | None:
     from llmcf.serve.schemas import SessionRecommendationsIn
     from llmcf.serve.session import check_history, inline_history, session_ranking
 
-    model = state.model
-    if model is None:
-        return None
     try:
         req = SessionRecommendationsIn.model_validate_json(body)
     except ValidationError:
+        return None
+    arm, model = state.model_for(req.user_id)
+    if model is None:
         return None
     if check_history(model, req.history):
         return None
@@ -302,6 +303,7 @@ def fast_session_payload(state: AppState, body: bytes) -> bytes | None:
         return None
     if ranked.was_fallback:
         state.metrics.fallbacks.labels("session").inc()
+    state.log_list(req.user_id or "", arm, model, "session", ranked)
     return payload
 
 
@@ -413,6 +415,8 @@ def create_app(
         ]
         if state.model is None and settings.model_dir is not None:
             tasks.append(asyncio.create_task(_load_initial(state)))
+        elif state.model_b is None and settings.model_dir_b is not None:
+            tasks.append(asyncio.create_task(_load_arm_b(state, settings.model_dir_b)))
         yield
         for task in tasks:
             if not task.done():
@@ -477,16 +481,16 @@ def settings_to_json(settings: ServeSettings) -> dict[str, Any]:
     for name in _SECRET_FIELDS:
         out.pop(name, None)
     out["model_dir"] = None if settings.model_dir is None else str(settings.model_dir)
+    out["model_dir_b"] = None if settings.model_dir_b is None else str(settings.model_dir_b)
     out["cors_origins"] = list(settings.cors_origins)
     return out
 
 
 def app_from_env() -> Any:
     """The app of one ``llmcf serve --workers N`` worker (a uvicorn factory)."""
-    from pathlib import Path
-
     raw = json.loads(os.environ[SETTINGS_ENV])
     raw["model_dir"] = None if raw.get("model_dir") is None else Path(raw["model_dir"])
+    raw["model_dir_b"] = None if raw.get("model_dir_b") is None else Path(raw["model_dir_b"])
     raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
     return create_app(ServeSettings(**raw))
 
@@ -546,7 +550,20 @@ async def _load_initial(state: AppState) -> None:
     state.set_model(model)
     state.metrics.reloads.labels("ok").inc()
     log.info("model %s loaded in %.2f s", model_dir, time.perf_counter() - t0)
+    if state.settings.model_dir_b is not None:
+        await _load_arm_b(state, state.settings.model_dir_b)
     _freeze_gc(state)
+
+
+async def _load_arm_b(state: AppState, model_dir: Path) -> None:
+    """Load the A/B test's arm B (a failure leaves arm A serving everyone, reported)."""
+    try:
+        state.model_b = await asyncio.to_thread(load_serving_model, model_dir)
+    except Exception as exc:
+        state.load_error = f"arm B: {type(exc).__name__}: {exc}"
+        log.error("arm B model load from %s failed: %s", model_dir, state.load_error)
+        return
+    log.info("A/B test: arm B %s for %.0f%% of users", model_dir, 100 * state.settings.ab_split)
 
 
 def _freeze_gc(state: AppState) -> None:

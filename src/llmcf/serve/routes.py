@@ -203,6 +203,7 @@ async def recommendations(
             status_code=400,
             detail=f"{asked} not available: no re-ranker is configured on this server",
         )
+    model = state.model_for(user_id)[1] or model  # the user's arm of an A/B test
     ranked = await recommend_for(state, model, user_id, n)
     if ranked.was_fallback:
         state.metrics.fallbacks.labels("recommendations").inc()
@@ -237,6 +238,8 @@ async def session_recommendations(
     read: the inline history stands in for them). An empty id in the answer: a new visitor."""
     from llmcf.serve.session import check_history, inline_history, session_ranking
 
+    arm, chosen = state.model_for(body.user_id)
+    model = chosen or model  # the user's arm of an A/B test
     problem = check_history(model, body.history)
     if problem:
         raise HTTPException(status_code=422, detail=problem)
@@ -249,6 +252,7 @@ async def session_recommendations(
         ranked = session_ranking(model, body.user_id, body.n, history)
     if ranked.was_fallback:
         state.metrics.fallbacks.labels("session").inc()
+    state.log_list(body.user_id or "", arm, model, "session", ranked)
     out = s.RecommendationsOut(
         user_id=body.user_id or "",
         items=_items(ranked),

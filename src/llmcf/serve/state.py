@@ -42,6 +42,14 @@ class ServeSettings:
 
     model_dir: Path | None = None
     events_db: str = field(default_factory=default_events_db)
+    #: A/B test: a second model (``$LLMCF_MODEL_DIR_B``) served to the share ``ab_split``
+    #: (``$LLMCF_AB_SPLIT``, default 0.5) of the users, chosen by a stable hash of the user id
+    model_dir_b: Path | None = field(
+        default_factory=lambda: Path(v) if (v := os.environ.get("LLMCF_MODEL_DIR_B")) else None
+    )
+    ab_split: float = field(default_factory=lambda: float(os.environ.get("LLMCF_AB_SPLIT") or 0.5))
+    #: log every served list as an impression (batched, off the request path)
+    impressions: bool = True
     api_key: str | None = field(default_factory=lambda: os.environ.get("LLMCF_API_KEY") or None)
     ingest_key: str | None = field(
         default_factory=lambda: os.environ.get("LLMCF_INGEST_KEY") or None
@@ -239,7 +247,11 @@ async def recommend(state: AppState, model: ServingModel, user_id: str, n: int) 
             ranking = entry.ranking = model.rank(user_id, depth, history)
         else:  # another model's own top-n: not kept
             ranking = model.rank(user_id, n, history)
-    return ranking.take(model.item_ids_str, n)
+    ranked = ranking.take(model.item_ids_str, n)
+    state.log_list(
+        user_id, "B" if model is state.model_b else "A", model, "recommendations", ranked
+    )
+    return ranked
 
 
 class Metrics:
@@ -298,7 +310,13 @@ class AppState:
         self.settings = settings
         self.store = store
         self.model: ServingModel | None = None
+        #: the A/B test's arm B (``settings.model_dir_b``), or None
+        self.model_b: ServingModel | None = None
         self.load_error: str | None = None
+        from llmcf.serve.impressions import ImpressionLog
+
+        self.impressions = ImpressionLog(store)
+        self._labels: dict[int, str] = {}
         self.history = HistoryCache(store, settings.history_limit, settings.cache_users)
         self.event_users = EventUsers()
         self.metrics = Metrics()
@@ -329,8 +347,28 @@ class AppState:
             rerankers = self._rerankers = ThreadPoolExecutor(1, thread_name_prefix="llmcf-rerank")
         return await asyncio.get_running_loop().run_in_executor(rerankers, fn, *args)
 
+    def model_for(self, user_id: str | None) -> tuple[str, ServingModel | None]:
+        """``(arm, model)`` of a user: arm ``"B"`` (``model_b``) for the ``ab_split`` share
+        of user ids by a stable hash (blake2b), else ``"A"``; anonymous visitors get A."""
+        b = self.model_b
+        if b is not None and user_id and ab_bucket(user_id) < self.settings.ab_split:
+            return "B", b
+        return "A", self.model
+
+    def log_list(
+        self, user_id: str, arm: str, model: ServingModel, endpoint: str, ranked: RankedItems
+    ) -> None:
+        """Queue a served list as an impression (:mod:`llmcf.serve.impressions`)."""
+        if not self.settings.impressions:
+            return
+        label = self._labels.get(model.token)
+        if label is None:
+            label = self._labels[model.token] = f"{type(model.model).__name__} {model.source}"
+        self.impressions.log(user_id, arm, label, endpoint, ranked.item_ids)
+
     def close(self) -> None:
         """Stop the reader and re-ranker threads (a later request starts them again)."""
+        self.impressions.close()
         for pool in (self._readers, self._rerankers):
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -341,6 +379,14 @@ class AppState:
         self.load_error = None
         self.metrics.ready.set(1)
         return previous
+
+
+def ab_bucket(user_id: str) -> float:
+    """A user's stable position in [0, 1) for the A/B split (the same in every process)."""
+    import hashlib
+
+    digest = hashlib.blake2b(user_id.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def load_serving_model(model_dir: str | Path) -> ServingModel:

@@ -330,10 +330,48 @@ def model_summary(model: ServingModel) -> dict[str, Any]:
     return out
 
 
+WindowQuery = Annotated[
+    float, Query(gt=0, le=30 * 86_400, description="seconds after a list that count")
+]
+SinceQuery = Annotated[
+    float, Query(gt=0, le=366 * 86_400, description="lists of the last this many seconds")
+]
+
+
+def _online(state: AppState, window: float, since: float) -> dict[str, Any]:
+    from llmcf.serve.impressions import online_metrics
+
+    state.impressions.flush()  # what was served so far counts
+    out = online_metrics(state.store, window, since)
+    out["log"] = state.impressions.stats()
+    return out
+
+
+@router.get("/v1/admin/online", tags=["admin"], dependencies=[AdminAuthorized])
+def admin_online(
+    state: State, window: WindowQuery = 1800.0, since: SinceQuery = 86_400.0
+) -> dict[str, Any]:
+    """Online evaluation: CTR@N and conversion per arm/model with 95% intervals, and the
+    difference of the A/B arms' CTR (:mod:`llmcf.serve.impressions`)."""
+    return _online(state, window, since)
+
+
 @router.get("/v1/admin/status", tags=["admin"], dependencies=[AdminAuthorized])
-def admin_status(state: State, request: Request) -> dict[str, Any]:
-    """The dashboard's data: loaded model(s), metrics, event store size (admin key)."""
+def admin_status(
+    state: State, request: Request, window: WindowQuery = 1800.0, since: SinceQuery = 86_400.0
+) -> dict[str, Any]:
+    """The dashboard's data: loaded model(s), metrics, event store size, online metrics
+    (admin key)."""
     model = state.model
+    models = [] if model is None else [{"arm": "A", **model_summary(model)}]
+    if state.model_b is not None:
+        models.append(
+            {"arm": "B", "ab_split": state.settings.ab_split, **model_summary(state.model_b)}
+        )
+    try:
+        online: dict[str, Any] | None = _online(state, window, since)
+    except Exception as exc:  # the store is down: the dashboard says so
+        online = {"error": str(exc)[:200], "arms": []}
     try:
         events, texts = state.store.count(), state.store.count_item_texts()
         store: dict[str, Any] = {"url": repr(state.store), "events": events, "item_texts": texts}
@@ -343,8 +381,9 @@ def admin_status(state: State, request: Request) -> dict[str, Any]:
         "time": time.time(),
         "ready": model is not None,
         "load_error": state.load_error,
-        "models": [] if model is None else [{"arm": "A", **model_summary(model)}],
+        "models": models,
         "metrics": metrics_summary(state),
+        "online": online,
         "store": store,
         "cached_users": len(state.history),
     }

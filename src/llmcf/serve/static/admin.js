@@ -59,9 +59,10 @@ function renderOnline(online) {
   if (!online || !online.arms || !online.arms.length) { panel.hidden = true; return; }
   panel.hidden = false;
   const table = el("table", { "aria-label": "Online metrics per arm" });
-  table.append(el("tr", {}, ...["arm", "model", "lists", "CTR@N", "95% CI", "conversion"].map((h) => el("th", {}, h))));
+  const ctrName = "CTR@" + (online.list_length || "N");
+  table.append(el("tr", {}, ...["arm", "model", "lists", ctrName, "95% CI", "conversion"].map((h) => el("th", {}, h))));
   for (const a of online.arms) {
-    table.append(el("tr", {}, el("td", {}, a.arm), el("td", {}, a.model), el("td", { class: "num" }, String(a.impressions)),
+    table.append(el("tr", { "data-arm": a.arm }, el("td", {}, a.arm), el("td", {}, a.model), el("td", { class: "num", "data-field": "impressions" }, String(a.impressions)),
       el("td", { class: "num" }, (100 * a.ctr).toFixed(2) + "%"),
       el("td", { class: "num" }, (100 * a.ctr_ci[0]).toFixed(2) + "–" + (100 * a.ctr_ci[1]).toFixed(2) + "%"),
       el("td", { class: "num" }, (100 * a.conversion).toFixed(2) + "%")));
