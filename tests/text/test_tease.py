@@ -150,6 +150,8 @@ def test_validation_fits_through_woodbury_equal_direct_fits() -> None:
         direct = TEASE(lam=10.0, text_beta=w, cold_text_beta=w, embedder=embedder).fit(ds)
         assert probe.B_ is not None and direct.B_ is not None
         np.testing.assert_allclose(probe.B_, direct.B_, rtol=0, atol=1e-10)
+        if w == 0.0:  # plain EASE, bit for bit
+            assert np.array_equal(probe.B_, EASE(lam=10.0).fit(ds).B_)  # type: ignore[arg-type]
         np.testing.assert_array_equal(probe.item_known_, direct.item_known_)
         np.testing.assert_array_equal(probe.text_items_, direct.text_items_)
         a, b = probe.recommend_many(np.arange(50), 20), direct.recommend_many(np.arange(50), 20)

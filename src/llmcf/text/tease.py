@@ -288,6 +288,8 @@ class TEASE(EASE):
         #: item vectors handed to validation probes (they fit on carves of the same catalog)
         self._given_vectors: np.ndarray | None = None
         self._progress: bool | None = False
+        #: validation fits of :meth:`_probes` leave B to it
+        self._defer_closed_form = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TEASE:
@@ -338,6 +340,9 @@ class TEASE(EASE):
 
     def _fit_closed_form(self, dataset: Dataset, X: sp.csr_matrix, lam: float) -> None:
         cfg = self.config
+        if self._defer_closed_form:
+            self.text_items_ = np.zeros(X.shape[1], dtype=bool)
+            return
         vectors = self._item_vectors(dataset)
         has_text = (
             np.linalg.norm(vectors, axis=1) > 0
@@ -436,25 +441,22 @@ class TEASE(EASE):
             (K + w' E E^T)^-1 = K^-1 - U (I / w' + E^T U)^-1 U^T,    U = K^-1 E
 
         (with ``E^T U`` diagonalised once: one ``n^2 d`` product per weight instead of an
-        ``n^3`` inverse; w = 0 is the plain fit itself). Bounded model: a fit per weight."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            probe = self._probe(lam, 0.0, 0.0, vectors).fit(rest)
-        if len(rest.items) > self.config.dense_max:
+        ``n^3`` inverse; w = 0 is plain EASE with ease_dense's arithmetic); memory about
+        ``2 n^2 * 8`` bytes. Bounded model: a fit per weight."""
+        if rest.n_items > self.config.dense_max:
             for w in self.config.beta_grid:
-                if w == 0.0:
-                    yield w, probe
-                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     yield w, self._probe(lam, w, w, vectors).fit(rest)
             return
+        probe = self._probe(lam, 0.0, 0.0, vectors)
+        probe._defer_closed_form = True  # everything but B, which is formed here
+        probe.fit(rest)
         X = probe._positives(probe.train_matrix())
         E = unit_rows(vectors)
         scale = _text_scale(X, E)
         warm = probe.item_known_.copy()
         cold = (np.linalg.norm(E, axis=1) > 0) & ~warm
-        B0 = probe.B_
         K = gram_dense(X)
         K.flat[:: K.shape[0] + 1] += lam
         K_inv = spd_inverse_inplace(K)
@@ -465,15 +467,18 @@ class TEASE(EASE):
             ev, Q = np.linalg.eigh(E.T @ U)
             W = U @ Q
         for w in self.config.beta_grid:
-            if w == 0.0:
-                probe.B_, probe.item_known_ = B0, warm
-                probe.text_items_ = np.zeros_like(warm)
+            probe.B_ = None  # the previous weight's B goes before the next is formed
+            if w == 0.0:  # plain EASE, the arithmetic of ease_dense
+                P = K_inv.copy()
+                probe.item_known_, probe.text_items_ = warm, np.zeros_like(warm)
             else:
                 with blas_threads(1):
-                    P = K_inv - (W / (1.0 / (w * scale) + ev)) @ W.T
-                P /= -np.diag(P).copy()
-                np.fill_diagonal(P, 0.0)
-                probe.B_, probe.item_known_, probe.text_items_ = P, warm | cold, cold
+                    P = (W / (1.0 / (w * scale) + ev)) @ W.T
+                np.subtract(K_inv, P, out=P)
+                probe.item_known_, probe.text_items_ = warm | cold, cold
+            P /= -np.diag(P).copy()
+            np.fill_diagonal(P, 0.0)
+            probe.B_ = P
             probe.text_beta_ = probe.cold_text_beta_ = w
             probe._derived = {}
             yield w, probe
