@@ -25,8 +25,10 @@ so a per-column weight is still the closed form of that column); without text th
 **Choice without test data.** ``lam`` keeps EASE's own choice (``lam``, or ``tune=True``: the
 lam grid on plain EASE). ``text_beta=None`` (default) picks ``beta`` from ``beta_grid`` (0
 included, first of equal ones) by validation NDCG@10 on a seeded ``tune_fraction`` carve of
-the training data (:func:`llmcf.eval.select.select`; the cold columns then use the same
-weight). A warm carve rarely puts a cold item in anyone's top 10, so it says little about the
+the training data (:func:`llmcf.eval.select.carve` and ``validation_ndcg``, the protocol of
+``select``; the cold columns then use the same weight). The validation fits of a carve share
+one inverse of ``X^T X + lam I`` (Woodbury's identity for the rank-d text term, see
+:meth:`TEASE._probes`). A warm carve rarely puts a cold item in anyone's top 10, so it says little about the
 cold columns: ``cold_text_beta=None`` picks their weight from ``beta_grid`` on a *cold-item
 carve* (:func:`llmcf.eval.select.cold_carve`: a seeded 10% of the training items lose all
 their interactions, beside ``tune_fraction`` of the others), by the NDCG@10 of each user's
