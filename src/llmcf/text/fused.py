@@ -92,6 +92,8 @@ ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
 SHIFT_GRID = (0.0, 0.2, 0.4)
 AMPLIFY_GRID = (1.0, 2.0, 3.0, 4.0)
+#: bounds of the share of items the cold-item carve makes cold
+COLD_SHARE_MIN, COLD_SHARE_MAX = 0.02, 0.5
 #: text weights of the T-ranking tried on validation (0: the plain ranking similarity)
 RANK_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 #: the parameters ``--tune`` chooses (the blend); the others stay as configured
@@ -449,10 +451,13 @@ class _TextKNN(_KNN):
 
     def _choose_cold_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
         """The text weight of pairs with an item without training interactions: the configured
-        one, else the best on a cold-item carve of ``dataset`` (10% of the items lose all their
-        interactions, beside 10% of the other interactions) among :data:`RANK_WEIGHT_GRID`,
-        with the warm weight fixed at ``rank_weight_``; 0 for user-based models, without item
-        text, and on a carve too small to hold cold items."""
+        one (or ``rank_weight`` when that is given), else the best on a cold-item carve of
+        ``dataset`` among :data:`RANK_WEIGHT_GRID`, with the warm weight fixed at
+        ``rank_weight_``, by the NDCG of full lists over every unseen item. The carve makes as
+        many items cold (all their interactions held out) as the training catalog has items
+        without interactions (between 2% and 50%; 10% when it has none), beside 10% of the
+        other interactions; 0 for user-based models, without item text, and on a carve too
+        small to hold cold items."""
         tc = self.text_config
         if self.user_based or not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
             return 0.0, []
@@ -479,9 +484,19 @@ class _TextKNN(_KNN):
             return probe.fit(data)
 
         grid = [{"cold_rank_weight": w} for w in RANK_WEIGHT_GRID]
+        # as many items go cold in the carve as the training catalog has cold items (their
+        # weight trades cold against warm items in every list, so the carve keeps the mix
+        # the lists will meet); 10% when the catalog has none (items added later by text)
+        share = float(np.mean(np.bincount(dataset.item_idx, minlength=dataset.n_items) == 0))
+        cold_items = min(max(share, COLD_SHARE_MIN), COLD_SHARE_MAX) if share > 0 else 0.1
         try:
             best, table = select(
-                grid, fit, dataset, fraction=tc.tune_fraction, seed=tc.tune_seed, cold_items=0.1
+                grid,
+                fit,
+                dataset,
+                fraction=tc.tune_fraction,
+                seed=tc.tune_seed,
+                cold_items=cold_items,
             )
         except ConfigError:  # too few items or interactions to carve cold items from
             return 0.0, []
