@@ -58,6 +58,9 @@ def test_visitor_opens_an_item_adds_to_cart_and_the_list_changes(page: Page) -> 
     open_item(pg, item)
     assert pg.inner_text("#item-h") and pg.locator("#similar li").count() > 0
     assert pg.locator("#similar .badge").first.inner_text() in ("neighbours", "text")
+    # a T-model: the item's neighbours by description too, labelled as text
+    assert pg.locator("#text-similar li").count() > 0
+    assert set(pg.locator("#text-similar .badge").all_inner_texts()) <= {"text", "popular"}
     after_view = recs(pg)
     assert after_view != first and item not in {i for i, _ in after_view}
     v = version(pg)

@@ -162,6 +162,13 @@ def test_session_text_rows_for_items_new_to_a_text_model(tmp_path: Path) -> None
         assert "new-alien" in ids(cat)
         new = client.get("/v1/items/new-alien").json()
         assert new["known_to_model"] is False and new["popularity"] == 0
+        # a known item's neighbours by its text alone (itself left out)
+        assert client.get("/v1/items/m0/text-neighbours").status_code == 404  # no text yet
+        assert client.put("/v1/items/m0", json={"text": "Alien"}, headers=auth()).is_success
+        assert client.get("/v1/items/m0").json()["text_neighbours"] is True
+        near = client.get("/v1/items/m0/text-neighbours", params={"n": 2}).json()
+        assert ids(near) == ["m5", "m1"]  # Alien 2, Aliens
+        assert {it["source"] for it in near["items"]} == {"text"}
 
 
 # ---------------------------------------------------------------------- catalog
@@ -187,6 +194,9 @@ def test_catalog_pages_search_and_genres(client: Any) -> None:
     assert item["known_to_model"] is True and item["popularity"] > 0
     assert client.get("/v1/genres").json()["genres"][:2] == ["Drama", "Sci-Fi"]
     assert client.get("/v1/items/no-such-item").status_code == 404
+    assert item["text_neighbours"] is False  # plain item-kNN: no text embeddings
+    r = client.get("/v1/items/i1/text-neighbours")
+    assert r.status_code == 400 and "no text embeddings" in r.text
     for bad in ({"limit": 0}, {"limit": 1000}, {"offset": -1}, {"q": "x" * 201}):
         assert client.get("/v1/items", params=bad).status_code == 422, bad
 

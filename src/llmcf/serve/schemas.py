@@ -230,6 +230,11 @@ class CatalogItem(BaseModel):
     genres: list[str] = Field(default_factory=list)
     popularity: float = Field(description="training interactions of the item (0: unknown)")
     known_to_model: bool
+    text_neighbours: bool = Field(
+        default=False,
+        description="GET /v1/items/{id}/text-neighbours lists its neighbours by text (a text "
+        "model and a stored text)",
+    )
 
 
 class CatalogOut(BaseModel):

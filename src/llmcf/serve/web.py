@@ -195,7 +195,7 @@ def _catalog_cache(state: AppState) -> CatalogCache:
     return cache
 
 
-def _item_out(e: CatalogEntry) -> s.CatalogItem:
+def _item_out(e: CatalogEntry, model: ServingModel) -> s.CatalogItem:
     return s.CatalogItem(
         item_id=e.item_id,
         title=e.title,
@@ -203,6 +203,7 @@ def _item_out(e: CatalogEntry) -> s.CatalogItem:
         genres=list(e.genres),
         popularity=e.popularity,
         known_to_model=e.known,
+        text_neighbours=bool(model.text and e.text),
     )
 
 
@@ -218,7 +219,7 @@ def catalog(
     """A page of the catalog (most popular first), filtered by words and a genre."""
     found = _catalog_cache(state).get(state, model).search(q, genre)
     page = found[offset : offset + limit]
-    return s.CatalogOut(total=len(found), offset=offset, items=[_item_out(e) for e in page])
+    return s.CatalogOut(total=len(found), offset=offset, items=[_item_out(e, model) for e in page])
 
 
 @router.get("/v1/items/{item_id}", response_model=s.CatalogItem, tags=["catalog"])
@@ -227,7 +228,34 @@ def catalog_item(item_id: ItemIdPath, state: State, model: Model) -> s.CatalogIt
     entry = _catalog_cache(state).get(state, model).by_id.get(item_id)
     if entry is None:
         raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}")
-    return _item_out(entry)
+    return _item_out(entry, model)
+
+
+@router.get("/v1/items/{item_id}/text-neighbours", response_model=s.SimilarOut, tags=["catalog"])
+def text_neighbours(
+    item_id: ItemIdPath,
+    state: State,
+    model: Model,
+    n: Annotated[int, Query(ge=1, le=s.MAX_N)] = 10,
+) -> s.SimilarOut:
+    """The items whose text is nearest to this item's stored text, by the model's embedder:
+    the list ``/v1/items/{id}/similar`` gives an item new to the model with that text (so for
+    a known item, its neighbours by description alone, next to its CF neighbours). 404 when
+    the item has no stored text; 400 when the model has no text embeddings."""
+    if not model.text:
+        raise HTTPException(status_code=400, detail="the loaded model has no text embeddings")
+    text = state.store.item_text(item_id)
+    if not text:
+        raise HTTPException(status_code=404, detail=f"item {item_id!r} has no stored text")
+    # the new-item path of ServingModel.similar, under an id no catalog holds
+    probe = "\x1ftext-of:" + item_id
+    ranked = model.similar(probe, n + 1, lambda _id: text)
+    keep = [k for k, i in enumerate(ranked.item_ids) if i != item_id][:n]
+    items = [
+        s.ScoredItem(item_id=ranked.item_ids[k], score=ranked.scores[k], source=ranked.sources[k])  # type: ignore[arg-type]
+        for k in keep
+    ]
+    return s.SimilarOut(item_id=item_id, items=items, was_fallback=False, reason="text neighbours")
 
 
 @router.get("/v1/genres", tags=["catalog"])

@@ -163,6 +163,13 @@ async function showItem(id) {
   const sim = await api("GET", "/v1/items/" + encodeURIComponent(id) + "/similar?n=8");
   await ensureTitles(sim.items.map((x) => x.item_id));
   renderList($("similar"), sim.items);
+  $("similar-h").textContent = it.known_to_model ? "Similar items (collaborative)" : "Similar items (by description: new to the model)";
+  $("by-text").hidden = !(it.known_to_model && it.text_neighbours);
+  if (it.known_to_model && it.text_neighbours) {
+    const txt = await api("GET", "/v1/items/" + encodeURIComponent(id) + "/text-neighbours?n=8");
+    await ensureTitles(txt.items.map((x) => x.item_id));
+    renderList($("text-similar"), txt.items);
+  }
   await act("view", id, undefined, performance.now());
 }
 
