@@ -83,6 +83,8 @@ class Histories:
         return int(self.users.shape[0])
 
     def block(self, start: int, stop: int) -> Histories:
+        if start == 0 and stop >= len(self) and not self.notes:
+            return self  # one block (a single list): no slicing
         rows = [
             TextRow(t.row - start, t.text, t.value) for t in self.text_rows if start <= t.row < stop
         ]
