@@ -19,7 +19,13 @@ from llmcf.errors import ConfigError
 from llmcf.models import load_model, make_model
 from llmcf.persist import save_model
 from llmcf.ranking.lists import SOURCE_TEXT
-from llmcf.text.tease import BETA_GRID, TEASE, TEASEConfig, cold_validation_ndcg
+from llmcf.text.tease import (
+    BETA_GRID,
+    TEASE,
+    TEASEConfig,
+    cold_validation_ndcg,
+    text_gram_lists,
+)
 
 
 class ArrayEmbedder:
@@ -265,22 +271,55 @@ def test_no_item_text_warns_and_is_exactly_ease() -> None:
 
 
 # ---------------------------------------------------------------------------- bounded
-def test_bounded_equals_exact_when_every_pair_is_kept() -> None:
+def test_text_gram_lists_is_diagonally_dominant() -> None:
+    rng = np.random.default_rng(2)
+    E = unit(rng.normal(size=(30, 4)))
+    E[3] = 0.0  # an item without text
+    T = text_gram_lists(E, 5, "exact").toarray()
+    assert np.array_equal(T, T.T)
+    off = T - np.diag(np.diag(T))
+    assert (off >= 0).all() and (off[3] == 0).all() and T[3, 3] == 0.0
+    assert (np.diag(T) >= off.sum(axis=1) - 1e-12).all()  # diagonally dominant
+    assert np.linalg.eigvalsh(T).min() > -1e-12  # so positive semi-definite
+    has = np.linalg.norm(E, axis=1) > 0
+    cos = E @ E.T
+    for i in range(30):  # each item keeps its 5 nearest text neighbours (positive cosines)
+        if not has[i]:
+            continue
+        c = np.where(np.arange(30) == i, -np.inf, cos[i])
+        top = np.argsort(-c, kind="stable")[:5]
+        top = top[c[top] > 0]
+        assert (off[i, top] > 0).all()
+    nz = off > 0
+    ratio = off[nz] / cos[nz]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-12)  # one normalisation
+    mean_sum = off.sum(axis=1)[has].mean() * ratio[0] ** -1
+    assert ratio[0] == pytest.approx(1 / mean_sum)
+
+
+def test_bounded_equals_the_dense_closed_form_when_every_pair_is_kept() -> None:
+    """The bounded model with every pair kept is the exact closed form of its Gram matrix
+    ``X^T X + beta' T`` (T: :func:`text_gram_lists`), column by column."""
     rng = np.random.default_rng(1)
     ds, _, _ = clustered(n_users=30, n_items=12, n_cold=2, clusters=3)
     vectors = 0.2 + rng.random((12, 3))  # every cosine > 0: the text term keeps every pair
-    opts = {"lam": 4.0, "text_beta": 0.5, "cold_text_beta": 2.0}
-    exact = TEASE(**opts, embedder=ArrayEmbedder(vectors)).fit(ds)
     bounded = TEASE(
-        **opts, dense_max=0, n_neighbors=11, gram_neighbors=11, n_text_neighbors=11,
-        ann="exact", embedder=ArrayEmbedder(vectors),
+        lam=4.0, text_beta=0.5, cold_text_beta=2.0, dense_max=0, n_neighbors=11,
+        gram_neighbors=11, n_text_neighbors=11, ann="exact", embedder=ArrayEmbedder(vectors),
     ).fit(ds)  # fmt: skip
-    assert bounded.B_ is None and exact.B_ is not None
+    assert bounded.B_ is None
+    X = positives_of(ds)
+    E = unit(ArrayEmbedder(vectors).embed([f"t{k}" for k in range(12)]))  # what the model saw
+    T = text_gram_lists(E, 11, "exact").toarray()
+    s = float(bounded.text_scale_ or 0.0)
+    assert s == pytest.approx(X.sum() / 12, rel=1e-12)
     B = bounded._sparse_B().toarray()
-    np.testing.assert_allclose(B, exact.B_, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(bounded.item_known_, exact.item_known_)
-    a, b = bounded.recommend_many(np.arange(30), 12), exact.recommend_many(np.arange(30), 12)
-    np.testing.assert_array_equal(a.items, b.items)
+    for weight, cols in ((0.5, slice(2, 12)), (2.0, slice(0, 2))):  # warm, cold columns
+        P = np.linalg.inv(X.T @ X + weight * s * T + 4.0 * np.eye(12))
+        ref = -P / np.diag(P)
+        np.fill_diagonal(ref, 0.0)
+        np.testing.assert_allclose(B[:, cols], ref[:, cols], rtol=0, atol=1e-9)
+    assert bounded.item_known_.all() and bounded.text_items_[:2].all()
 
 
 def test_bounded_keeps_a_sparse_text_term() -> None:
