@@ -197,6 +197,24 @@ def test_admin_adds_a_product_and_the_dashboard_moves(
     wait_recs(pg, v)
     got = recs(pg)
     assert got[0][1] == "text" and server.genre_of[got[0][0]] == "Space", got
+    # a refit with the catalog makes the product known: a new visitor who rates three space
+    # products gets it recommended (cold start through its text)
+    pg.click("#refit")
+    pg.wait_for_function(
+        "() => document.getElementById('status').textContent.startsWith('refit:')", timeout=60_000
+    )
+    assert pg.inner_text("#status").startswith("refit: 1 new item")
+    pg.click("#new-visitor")
+    for item in ("space-0", "space-1", "space-2"):
+        v = version(pg)
+        pg.goto(f"{page.base}/#/item/{item}")
+        wait_recs(pg, v)
+        pg.select_option("#rating", "5")
+        v = version(pg)
+        pg.click("#item button[data-action=rating]")
+        wait_recs(pg, v)
+    got = recs(pg)
+    assert "space-new-1" in [i for i, _ in got], got
     # the actions were stored as events (a key is in use): the dashboard shows them
     dash = page.new_page()
     dash.goto(page.base + "/admin")  # no key on a navigation: 401 and the login form

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from tests.serve.conftest import API_KEY, auth
 
@@ -276,3 +277,33 @@ def test_session_fast_path_answers_as_the_route(make_client: Any, model_dir: Pat
     )
     counted = fast.get("/v1/admin/status", headers=auth()).json()["metrics"]["routes"]
     assert counted["/v1/recommendations"]["requests"] >= 6
+
+
+def test_refit_catalog_needs_a_text_model(client: Any) -> None:
+    assert client.post("/v1/admin/refit-catalog").status_code == 401
+    r = client.post("/v1/admin/refit-catalog", headers=auth())
+    assert r.status_code == 400 and "has no text" in r.text
+
+
+def test_catalog_dataset_extends_the_vocabulary(item_model: Any) -> None:
+    from llmcf.errors import ConfigError
+    from llmcf.serve.engine import ServingModel
+    from llmcf.serve.refit import catalog_dataset
+
+    serving = ServingModel(item_model)
+    ds: Any = catalog_dataset(serving, {"i1": "Old one", "a-much-longer-new-id": "New one"})
+    assert [str(x) for x in ds.items.ids[-1:]] == ["a-much-longer-new-id"]  # not cut to <U3
+    assert len(ds.items) == serving.n_items + 1 and len(ds) == len(item_model.rating_)
+    texts = ds.item_catalog.fields["description"]
+    assert texts[ds.items.index("i1")] == "Old one" and texts[-1] == "New one"
+    assert texts[ds.items.index("i2")] is None
+    assert np.array_equal(ds.item_idx, item_model.item_idx_)  # same interactions, same order
+
+    from llmcf import ItemKNN
+    from llmcf.data.dataset import Dataset
+
+    ints = Dataset.from_arrays([1, 2, 2], [10, 10, 20], np.array([4.0, 5.0, 3.0]))
+    model = ServingModel(ItemKNN(k=2).fit(ints))
+    assert len(catalog_dataset(model, {"30": "x"}).items) == 3  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="integers"):
+        catalog_dataset(model, {"sku-1": "x"})

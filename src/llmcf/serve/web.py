@@ -415,3 +415,36 @@ def admin_status(
         "store": store,
         "cached_users": len(state.history),
     }
+
+
+@router.post("/v1/admin/refit-catalog", tags=["admin"], dependencies=[AdminAuthorized])
+def refit_catalog(state: State, model: Model) -> dict[str, Any]:
+    """Refit the served text model with the stored item texts, so that products added with
+    ``PUT /v1/items/{id}`` are known to it and recommended through their text
+    (:mod:`llmcf.serve.refit`); the result is saved beside the served folder and swapped in
+    like a reload. 400 for a model without text or not loaded from a folder."""
+    from llmcf.errors import LlmcfError
+    from llmcf.serve.refit import refit_with_catalog
+    from llmcf.serve.state import load_serving_model
+
+    if not state.reload_lock.acquire(blocking=False):
+        raise HTTPException(status_code=409, detail="a reload is already running")
+    try:
+        t0 = time.perf_counter()
+        try:
+            folder, added = refit_with_catalog(model, state.store.all_item_texts())
+            fresh = load_serving_model(folder)
+        except (LlmcfError, OSError, ValueError, KeyError) as exc:
+            raise HTTPException(status_code=400, detail=f"cannot refit: {exc}") from None
+        previous = state.set_model(fresh)
+        state.settings.model_dir = folder
+        state.history.clear()
+        state.metrics.reloads.labels("ok").inc()
+        return {
+            "model": fresh.info(),
+            "previous": previous.info() if previous else None,
+            "items_added": added,
+            "seconds": time.perf_counter() - t0,
+        }
+    finally:
+        state.reload_lock.release()

@@ -247,6 +247,15 @@ document.addEventListener("DOMContentLoaded", () => {
       await loadRecs();
     } catch (e) { say("could not add the product: " + e.message); }
   });
+  $("refit").addEventListener("click", async () => {
+    say("refitting the model with the catalog…");
+    try {
+      const out = await api("POST", "/v1/admin/refit-catalog", undefined, true);
+      say("refit: " + out.items_added + " new item(s) known to the model, in " + out.seconds.toFixed(1) + " s");
+      await loadCatalog();
+      await loadRecs();
+    } catch (e) { say("refit failed: " + e.message); }
+  });
   window.addEventListener("hashchange", route);
   refreshWho();
   renderHistory();
