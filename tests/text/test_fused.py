@@ -491,3 +491,15 @@ def test_cold_text_weight_is_chosen_on_a_cold_item_carve_and_ranks_cold_items() 
     # the plain model cannot tell the cold items apart
     plain = ItemKNN(k=5).fit(ds)
     assert plain.recommend_many(np.arange(40), 4, candidates=cold).was_fallback.all()
+
+
+def test_ranking_probe_lists_equal_a_full_fit() -> None:
+    """The light probe the text weights are chosen with ranks exactly as a full fit."""
+    ds, _ = _clustered()
+    model = TItemKNN(k=5, embedder=ClusterEmbedder(), rank_weight=0.2, cold_rank_weight=0.5)
+    model.fit(ds)
+    probe = model._ranking_probe(ds, 0.2, 0.5)
+    users = np.arange(40)
+    a, b = probe.recommend_many(users, 10), model.recommend_many(users, 10)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.scores, b.scores)

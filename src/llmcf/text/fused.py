@@ -188,10 +188,31 @@ TEXT_OPTIONS = frozenset(f.name for f in fields(TextFusionConfig))
 _PAIR_BLOCK = 1 << 16  # pairs per block of the pairwise computations
 
 
+#: up to this many vectors, pair cosines come from blocks of the full cosine matrix (BLAS)
+_DENSE_COS_MAX = 8192
+
+
 def _pair_cosines(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float64 dot products of the row pairs (rows[t], cols[t]) of unit ``vectors``, in
-    blocks of pairs."""
+    """float64 dot products of the row pairs (rows[t], cols[t]) of unit ``vectors``: for up to
+    :data:`_DENSE_COS_MAX` vectors from row blocks of ``V V^T`` (one matrix product per
+    block, memory bounded by :data:`_PAIR_BLOCK` x 64 entries), else gathered in blocks of
+    pairs."""
+    n = vectors.shape[0]
     out = np.empty(len(rows))
+    if n <= _DENSE_COS_MAX:
+        V = vectors.astype(np.float64)
+        order = np.argsort(rows, kind="stable")
+        r_sorted = rows[order]
+        step = max(1, (_PAIR_BLOCK * 64) // max(n, 1))
+        bounds = np.searchsorted(r_sorted, np.arange(0, n + step, step))
+        for b, a in enumerate(range(0, n, step)):
+            lo, hi = bounds[b], bounds[b + 1]
+            if lo == hi:
+                continue
+            block = V[a : a + step] @ V.T
+            sel = order[lo:hi]
+            out[sel] = block[rows[sel] - a, cols[sel]]
+        return out
     for start in range(0, len(rows), _PAIR_BLOCK):
         r, c = rows[start : start + _PAIR_BLOCK], cols[start : start + _PAIR_BLOCK]
         out[start : start + _PAIR_BLOCK] = np.einsum(
@@ -418,32 +439,48 @@ class _TextKNN(_KNN):
             return "implicit"
         return super().ranking_scoring()
 
+    def _ranking_probe(
+        self, data: Dataset, w: float, w_cold: float, shared: dict[int, Any] | None = None
+    ) -> _TextKNN:
+        """This model's T-ranking on ``data`` (a carve) with text weights ``w`` / ``w_cold``,
+        for choosing them. Item-based T-ranking lists depend only on the interactions, the
+        item vectors and the ranking config, not on the rating fit (baselines, rating
+        similarities), so the probe holds just those: its lists equal those of a full fit with
+        the same weights (tested), at a fraction of the cost."""
+        probe = type(self)(
+            self.config,
+            replace(self.text_config, tune=False, rank_weight=w, cold_rank_weight=w_cold),
+            embedder=self._embedder,
+        )
+        probe.set_ranking(self.ranking)
+        probe._begin_fit(data)
+        probe.mu_ = float(np.mean(data.rating)) if len(data) else 0.0
+        probe.item_vectors_ = self.item_vectors_
+        probe.rank_weight_, probe.cold_rank_weight_ = float(w), float(w_cold)
+        if shared is not None:  # the candidate pairs of this carve, once for all weights
+            if id(data) not in shared:
+                shared[id(data)] = (data, probe._t_ranking_pairs())
+            probe._derived["t_ranking_pairs"] = shared[id(data)][1]
+        return probe
+
     def _choose_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
         """The text weight of the item ranking similarity (see :meth:`ranking_neighbors`):
         the configured one, else the best on a validation carve of ``dataset`` (the training
         data) among :data:`RANK_WEIGHT_GRID`; 0 for user-based models and without item text."""
         tc = self.text_config
-        if self.user_based:
-            return 0.0, []
+        if self.user_based or self.ranking_scoring() != "implicit":
+            return 0.0, []  # lists from the rating model: no T-ranking to weigh
         if not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
             return 0.0, []  # fit warned: the plain model
         if tc.rank_weight is not None:
             return float(tc.rank_weight), []
         from llmcf.eval.select import select
 
+        shared: dict[int, Any] = {}
+
         def fit(data: Dataset, setting: dict[str, Any]) -> Any:
-            probe = type(self)(
-                self.config,
-                replace(
-                    tc,
-                    tune=False,
-                    rank_weight=setting["rank_weight"],
-                    cold_rank_weight=setting["rank_weight"],
-                ),
-                embedder=self._embedder,
-            )
-            probe.set_ranking(self.ranking)
-            return probe.fit(data)
+            w = setting["rank_weight"]
+            return self._ranking_probe(data, w, w, shared)
 
         grid = [{"rank_weight": w} for w in RANK_WEIGHT_GRID]
         best, table = select(grid, fit, dataset, fraction=tc.tune_fraction, seed=tc.tune_seed)
@@ -461,6 +498,8 @@ class _TextKNN(_KNN):
         tc = self.text_config
         if self.user_based or not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
             return 0.0, []
+        if self.ranking_scoring() != "implicit":
+            return 0.0, []
         if tc.cold_rank_weight is not None:
             return float(tc.cold_rank_weight), []
         if tc.rank_weight is not None:  # a fixed text weight holds for every pair
@@ -469,19 +508,10 @@ class _TextKNN(_KNN):
 
         warm = float(self.rank_weight_)
 
+        shared: dict[int, Any] = {}
+
         def fit(data: Dataset, setting: dict[str, Any]) -> Any:
-            probe = type(self)(
-                self.config,
-                replace(
-                    tc,
-                    tune=False,
-                    rank_weight=warm,
-                    cold_rank_weight=setting["cold_rank_weight"],
-                ),
-                embedder=self._embedder,
-            )
-            probe.set_ranking(self.ranking)
-            return probe.fit(data)
+            return self._ranking_probe(data, warm, setting["cold_rank_weight"], shared)
 
         grid = [{"cold_rank_weight": w} for w in RANK_WEIGHT_GRID]
         # as many items go cold in the carve as the training catalog has cold items (their
@@ -508,6 +538,28 @@ class _TextKNN(_KNN):
         w = float(getattr(self, "rank_weight_", 0.0) or 0.0)
         return w, float(getattr(self, "cold_rank_weight_", w) or 0.0)
 
+    def _t_ranking_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, cf, cos)`` of the T-ranking's candidate pairs (the union of each
+        item's ranking neighbours and text neighbours, sorted by row): their S_k (0 off the
+        ranking lists) and text cosine; independent of the text weights."""
+
+        def build() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            plain = super(_TextKNN, self).ranking_neighbors().tocoo()
+            n = plain.shape[0]
+            vectors = self.item_vectors_
+            t_idx, _ = text_top_k(vectors, self.ranking.n_neighbors, self.text_config.ann)
+            t_rows = np.repeat(np.arange(n, dtype=np.int64), t_idx.shape[1])
+            t_cols = t_idx.ravel().astype(np.int64)
+            ok = (t_cols >= 0) & (t_cols != t_rows)
+            keys_cf = plain.row.astype(np.int64) * n + plain.col
+            keys = np.union1d(keys_cf, t_rows[ok] * n + t_cols[ok])
+            rows, cols = keys // n, keys % n
+            cf = np.zeros(len(keys))
+            cf[np.searchsorted(keys, keys_cf)] = plain.data
+            return rows, cols, cf, _pair_cosines(vectors, rows, cols)
+
+        return self._cache("t_ranking_pairs", build)
+
     def ranking_neighbors(self) -> Any:
         """Item-based: S_T = (1 - w) * S_k + w * max(0, cos_text), the implicit ranking
         similarity of :mod:`llmcf.ranking.config` blended with item-text cosine (one fusion,
@@ -524,23 +576,12 @@ class _TextKNN(_KNN):
         def build() -> Any:
             from llmcf.ranking.config import lists_to_csr
 
-            plain = super(_TextKNN, self).ranking_neighbors().tocoo()
-            n = plain.shape[0]
-            vectors = self.item_vectors_
-            t_idx, _ = text_top_k(vectors, cfg.n_neighbors, self.text_config.ann)
-            t_rows = np.repeat(np.arange(n, dtype=np.int64), t_idx.shape[1])
-            t_cols = t_idx.ravel().astype(np.int64)
-            ok = (t_cols >= 0) & (t_cols != t_rows)
-            keys_cf = plain.row.astype(np.int64) * n + plain.col
-            keys = np.union1d(keys_cf, t_rows[ok] * n + t_cols[ok])
-            rows, cols = keys // n, keys % n
-            cf = np.zeros(len(keys))
-            cf[np.searchsorted(keys, keys_cf)] = plain.data
-            cos = _pair_cosines(vectors, rows, cols)
+            rows, cols, cf, cos = self._t_ranking_pairs()
+            n = len(self.items_)
             warm = self.popularity() > 0
             weight = np.where(warm[rows] & warm[cols], w, w_cold)
             fused = fuse_similarity(
-                cf, cos, np.zeros(len(keys)), fusion="fixed", alpha=1.0 - weight, beta=1.0
+                cf, cos, np.zeros(len(rows)), fusion="fixed", alpha=1.0 - weight, beta=1.0
             )
             idx, val = _top_lists(rows, cols, fused, n, cfg.n_neighbors, np.int64)
             return lists_to_csr(idx, val, n)
