@@ -22,6 +22,7 @@ user id) are logged but cannot be attributed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -129,8 +130,11 @@ class ImpressionLog:
                     )
                 if not rows:
                     return total
+                # the store's own write lock (SQLite: one writer), so event batches queue
+                # behind a short insert instead of SQLite's busy retries
+                lock = getattr(self.store, "_write_lock", None) or contextlib.nullcontext()
                 try:
-                    with self.store.engine.begin() as conn:
+                    with lock, self.store.engine.begin() as conn:
                         conn.execute(impressions.insert(), rows)
                 except Exception as exc:  # the store is down: these are lost, counted
                     self.errors += len(rows)
