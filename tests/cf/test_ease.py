@@ -330,6 +330,34 @@ def test_options_and_config_errors() -> None:
     assert EASEConfig(n_neighbors=7).gram_size == 14
 
 
+def test_float32_exact_model_agrees_with_float64() -> None:
+    """dense_dtype float32 (the default above FLOAT32_FROM items): B within float32
+    rounding of the float64 model, the same lists, saved and restored as float32."""
+    from llmcf.cf.ease import FLOAT32_FROM
+
+    ds = random_dataset(9, n_users=200, n_items=60, density=0.3)
+    exact = EASE(lam=20.0, dense_dtype="float64").fit(ds)
+    single = EASE(lam=20.0, dense_dtype="float32").fit(ds)
+    assert exact.B_ is not None and single.B_ is not None
+    assert exact.B_.dtype == np.float64 and single.B_.dtype == np.float32
+    np.testing.assert_allclose(single.B_, exact.B_, rtol=0, atol=1e-5 * np.abs(exact.B_).max())
+    users = np.arange(ds.n_users)
+    a, b = single.recommend_many(users, 10), exact.recommend_many(users, 10)
+    assert (a.items == b.items).mean() > 0.99  # only near-ties may swap
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(single, tmp)
+        loaded = load_model(tmp)
+        assert loaded.B_.dtype == np.float32
+        np.testing.assert_array_equal(loaded.recommend_many(users, 10).items, a.items)
+    cfg = EASEConfig()
+    assert cfg.dtype_for(FLOAT32_FROM) == np.float64
+    assert cfg.dtype_for(FLOAT32_FROM + 1) == np.float32
+    assert EASEConfig(dense_dtype="float64").dtype_for(10**5) == np.float64
+    with pytest.raises(ConfigError, match="dense_dtype"):
+        EASEConfig(dense_dtype="float16")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("options", [{"lam": 3.0}, {"lam": 3.0, "dense_max": 0, "n_neighbors": 4}])
 def test_save_load_round_trip_and_bad_arrays(options: dict[str, float]) -> None:
     ds = random_dataset(5, n_users=15, n_items=10)
