@@ -206,6 +206,10 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         ]
     if baselines:
         metrics += [f"expected_ndcg@{n}", f"expected_recall@{n}"]
+    # the learned stage's rows carry the recall of its own M (--rerank learned)
+    metrics += sorted(
+        {k for r in rows for k in r if k.startswith("retriever_recall@")} - set(metrics)
+    )
     print(format_table(rows, metrics))
     if args.sampled is not None:
         protocol = f"SAMPLED: relevant items among {args.sampled} random unseen items"

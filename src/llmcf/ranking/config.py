@@ -145,7 +145,10 @@ def neighbour_rows(
     q_sq = np.asarray(queries.multiply(queries).sum(axis=1)).ravel()
     if rows_sq is None:
         rows_sq = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
-    gram = np.asarray((queries @ rows.T).todense())
+    # rows @ queries.T converts the (small) queries to CSR, not the whole rows matrix (8 ms a
+    # call for ml-100k's users); each entry still sums over the shared columns in ascending
+    # order, so the values are the same bit for bit
+    gram = np.asarray((rows @ queries.T).T.todense())
     with np.errstate(divide="ignore", invalid="ignore"):
         sims = gram / (
             np.power(q_sq, alpha)[:, None] * np.power(rows_sq, 1.0 - alpha)[None, :] + shrinkage

@@ -22,7 +22,8 @@ Feature families (:data:`FAMILIES`; the column names are :func:`feature_names`):
     cosine of the candidate's text embedding to the mean embedding of the user's history
     items and the largest cosine to any one history item.
 ``popularity``
-    ``log1p`` training interactions of the item, days from the item's last and first
+    ``log1p`` training interactions of the item, its mean training value shrunk to the global
+    mean (``(sum + 10 mu) / (count + 10)``), days from the item's last and first
     training interaction to the user's last event (NaN without timestamps; the training
     users' last event, the data's last one for users without training events) and
     ``log1p`` of the user's history length.
@@ -61,7 +62,15 @@ FAMILIES = ("retriever", "cf", "text", "popularity")
 #: docs/experiments.md "Learned second stage")
 DEFAULT_FAMILIES = ("retriever", "cf", "text", "popularity")
 _TEXT_COLUMNS = ("text_mean_cos", "text_max_cos")
-_POP_COLUMNS = ("log_popularity", "days_since_item_last", "item_age_days", "log_history_len")
+_POP_COLUMNS = (
+    "log_popularity",
+    "item_mean_value",
+    "days_since_item_last",
+    "item_age_days",
+    "log_history_len",
+)
+#: pseudo-count of the item mean's shrinkage to the global mean
+_MEAN_SHRINK = 10.0
 _DAY = 86400.0
 
 
@@ -140,7 +149,8 @@ class FeatureStage:
 
     ``retriever``: the fitted retriever; ``models``: name -> fitted feature model (the
     retriever may be one of them); ``vectors``: (n_items, dim) unit text vectors;
-    ``popularity``: training interactions per item; ``item_last``/``item_first``: float
+    ``popularity``: training interactions per item; ``item_mean``: the shrunk mean value per
+    item; ``item_last``/``item_first``: float
     unix seconds of each item's last/first training interaction (NaN: none or no
     timestamps); ``user_last``: per training user; ``ref_time``: the data's last timestamp.
     """
@@ -149,6 +159,7 @@ class FeatureStage:
     models: dict[str, Any]
     vectors: np.ndarray
     popularity: np.ndarray
+    item_mean: np.ndarray
     item_last: np.ndarray
     item_first: np.ndarray
     user_last: np.ndarray
@@ -162,6 +173,9 @@ class FeatureStage:
         data)."""
         n_items, n_users = dataset.n_items, dataset.n_users
         pop = np.bincount(dataset.item_idx, minlength=n_items).astype(np.float64)
+        sums = np.bincount(dataset.item_idx, weights=dataset.rating, minlength=n_items)
+        mu = float(dataset.rating.mean()) if len(dataset) else 0.0
+        mean = (sums + _MEAN_SHRINK * mu) / (pop + _MEAN_SHRINK)
         last = np.full(n_items, np.nan)
         first = np.full(n_items, np.nan)
         ulast = np.full(n_users, np.nan)
@@ -178,7 +192,7 @@ class FeatureStage:
             first = np.where(np.isfinite(first_m), first_m, np.nan)
             ulast = np.where(np.isfinite(u_m), u_m, np.nan)
             ref = float(ts.max())
-        return cls(retriever, dict(models), vectors, pop, last, first, ulast, ref)
+        return cls(retriever, dict(models), vectors, pop, mean, last, first, ulast, ref)
 
     @property
     def model_names(self) -> list[str]:
@@ -223,6 +237,7 @@ class FeatureStage:
         cols += list(self._text(h, safe))
         # popularity and recency
         cols.append(np.log1p(self.popularity[safe]))
+        cols.append(self.item_mean[safe])
         ref = np.full(b, self.ref_time)
         known = (h.users >= 0) & (h.users < len(self.user_last))
         if known.any():
@@ -237,21 +252,24 @@ class FeatureStage:
         return items, X
 
     def _text(self, h: Histories, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of each candidate to the user's mean history vector, and the largest
+        cosine to one history item (one small product per user)."""
         V = self.vectors
         b, m = safe.shape
-        C = V[safe]  # (b, m, d)
         vals = h.values
-        binary = vals.copy()
-        binary.data = np.ones_like(binary.data)
-        P = np.asarray(binary @ V, dtype=np.float32)
-        norms = np.linalg.norm(P, axis=1, keepdims=True)
-        P = np.divide(P, norms, out=np.zeros_like(P), where=norms > 0)
-        mean_cos = np.einsum("bmd,bd->bm", C, P).astype(np.float64)
+        mean_cos = np.zeros((b, m))
         max_cos = np.zeros((b, m))
         for t in range(b):
             hist = vals.indices[vals.indptr[t] : vals.indptr[t + 1]]
-            if len(hist):
-                max_cos[t] = (C[t] @ V[hist].T).max(axis=1)
+            if not len(hist):
+                continue
+            C = V[safe[t]]
+            sims = C @ V[hist].T  # (m, history)
+            max_cos[t] = sims.max(axis=1)
+            p = V[hist].sum(axis=0)
+            norm = float(np.linalg.norm(p))
+            if norm > 0:
+                mean_cos[t] = C @ (p / norm)
         return mean_cos, max_cos
 
     def pair_support(self, user_row: Any, item: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,7 +13,9 @@ learned ranker; every other item gets no score. So its lists come from the one r
 labels, the retriever and the feature models are fitted on the rest, and each user with a
 relevant held-out item (value >= :func:`~llmcf.eval.select.positive_threshold`) is one
 query whose candidates are labelled 1 when held out and relevant. LightGBM's lambdarank is
-trained on 80% of those users with early stopping on the NDCG@10 of the other 20%. Then the
+trained with the number of rounds chosen by early stopping on held-out users
+(:func:`train_ranker`), on ``n_carves`` seeded holdouts (default 3; more queries, chosen on
+validation, docs/experiments.md). Then the
 retriever and the feature models are refitted on the whole training data: at serve time the
 features come from models fitted on everything ``fit`` saw.
 
@@ -64,7 +66,8 @@ class LearnedConfig:
     (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used);
     embedder: the text embedder spec; item_text/profiles: which item text is embedded
     (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's training
-    interactions held out as labels; max_train_users: cap on training queries (seeded
+    interactions held out as labels; n_carves: how many seeded holdouts make training queries
+    (each fits the feature models once more); max_train_users: cap on training queries (seeded
     sample); the rest are LightGBM settings.
     """
 
@@ -76,6 +79,7 @@ class LearnedConfig:
     item_text: str = "catalog"
     profiles: str | None = None
     holdout: float = 0.2
+    n_carves: int = 3
     max_train_users: int | None = None
     n_estimators: int = 300
     learning_rate: float = 0.05
@@ -98,6 +102,8 @@ class LearnedConfig:
                 raise ConfigError("the learned stage cannot retrieve for itself")
         if self.n_candidates < 1:
             raise ConfigError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        if self.n_carves < 1:
+            raise ConfigError(f"n_carves must be >= 1, got {self.n_carves}")
         if not 0.0 < self.holdout < 1.0:
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
@@ -114,6 +120,21 @@ class LearnedConfig:
         return cls(**values)
 
 
+_CONTROLLER: list[Any] = []
+
+
+def blas_limit(threads: int) -> Any:
+    """A context capping numpy's BLAS at ``threads``: the features multiply many small
+    matrices, where OpenBLAS's thread start-up costs more than the work (3x on a loaded
+    2-core machine). One cached threadpoolctl controller (0.02 ms an entry, not the 0.5 ms of
+    a fresh ``threadpool_limits``)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=int(threads), user_api="blas")
+
+
 def _fit_models(names: Sequence[str], dataset: Dataset) -> dict[str, Any]:
     """Fresh models by name (default options), each fitted on ``dataset``."""
     out = {}
@@ -125,13 +146,30 @@ def _fit_models(names: Sequence[str], dataset: Dataset) -> dict[str, Any]:
 
 @dataclass
 class TrainingSet:
-    """Labelled feature rows of the training queries (one query per user)."""
+    """Labelled feature rows of the training queries (one query per user and carve)."""
 
     X: np.ndarray  # (rows, F)
     y: np.ndarray  # (rows,)
     group: np.ndarray  # (queries,) rows per query
     users: np.ndarray  # (queries,)
     names: list[str] = field(default_factory=list)
+    carve: np.ndarray | None = None  # (queries,) the carve of each query (None: all 0)
+
+    def carves(self) -> np.ndarray:
+        return np.zeros(len(self.group), np.int64) if self.carve is None else self.carve
+
+    def take(self, queries: np.ndarray) -> TrainingSet:
+        """The queries where the bool mask ``queries`` is True."""
+        row_q = np.repeat(np.arange(len(self.group)), self.group)
+        rows = queries[row_q]
+        return TrainingSet(
+            self.X[rows],
+            self.y[rows],
+            self.group[queries],
+            self.users[queries],
+            self.names,
+            self.carves()[queries],
+        )
 
 
 def training_set(
@@ -152,7 +190,8 @@ def training_set(
         shape=(held.n_users, held.n_items),
     )
     h = training_histories(stage.retriever, users)
-    items, X = stage.features(h, m)
+    with blas_limit(1):
+        items, X = stage.features(h, m)
     valid = items >= 0
     labels = np.asarray(rel[users[:, None], np.where(valid, items, 0)].todense()) > 0
     labels &= valid
@@ -166,27 +205,17 @@ def training_set(
     )
 
 
-def train_ranker(
-    ts: TrainingSet, columns: Sequence[int], config: LearnedConfig
-) -> tuple[str, dict[str, float]]:
-    """LightGBM lambdarank on ``columns`` of ``ts``: ``(model text, info)``; early stopping on
-    the NDCG@10 of a seeded 20% of the queries. Empty text with fewer than MIN_QUERIES."""
-    if len(ts.group) < MIN_QUERIES:
-        return "", {"n_queries": float(len(ts.group))}
-    try:
-        import lightgbm as lgb
-    except ImportError:
-        raise ConfigError(
-            "the learned stage needs LightGBM: pip install 'llmcf[rank]' (or lightgbm)"
-        ) from None
-    rng = np.random.default_rng(config.seed)
-    q = len(ts.group)
-    is_valid = np.zeros(q, dtype=bool)
-    is_valid[rng.choice(q, max(1, q // 5), replace=False)] = True
-    row_query = np.repeat(np.arange(q), ts.group)
-    cols = list(columns)
-    X = ts.X[:, cols]
-    params = {
+def validation_queries(users: np.ndarray, seed: int) -> np.ndarray:
+    """bool per training query: its user is one of a seeded 20% of the queries' users (the
+    queries early stopping scores; split by user, so carves of one user stay together)."""
+    unique = np.unique(users)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(unique, max(1, len(unique) // 5), replace=False)
+    return np.isin(users, chosen)
+
+
+def _lgb_params(config: LearnedConfig) -> dict[str, Any]:
+    return {
         "objective": "lambdarank",
         "metric": "ndcg",
         "eval_at": [10],
@@ -199,22 +228,53 @@ def train_ranker(
         "num_threads": config.threads,
         "verbosity": -1,
     }
-    tr, va = ~is_valid[row_query], is_valid[row_query]
-    dtrain = lgb.Dataset(
-        X[tr], ts.y[tr], group=ts.group[~is_valid], feature_name=[ts.names[c] for c in cols]
-    )
-    dvalid = lgb.Dataset(X[va], ts.y[va], group=ts.group[is_valid], reference=dtrain)
-    booster = lgb.train(
+
+
+def train_ranker(
+    ts: TrainingSet, columns: Sequence[int], config: LearnedConfig
+) -> tuple[str, dict[str, float]]:
+    """LightGBM lambdarank on ``columns`` of ``ts``: ``(model text, info)``.
+
+    The number of rounds is chosen by early stopping on the NDCG@10 of the queries of a
+    seeded 20% of the users (:func:`validation_queries`), with those users' queries left out
+    of training. With several carves the early-stopping queries come from the last carve and
+    training uses the others only: queries of one carve share its held-out items, which the
+    item features (popularity, ...) can memorise, so scoring a carve that was trained on
+    would reward memorising. Then the ranker is retrained on every query for that many
+    rounds. Empty text with fewer than MIN_QUERIES queries.
+    """
+    if len(ts.group) < MIN_QUERIES:
+        return "", {"n_queries": float(len(ts.group))}
+    try:
+        import lightgbm as lgb
+    except ImportError:
+        raise ConfigError(
+            "the learned stage needs LightGBM: pip install 'llmcf[rank]' (or lightgbm)"
+        ) from None
+    q = len(ts.group)
+    is_valid = validation_queries(ts.users, config.seed)
+    carve = ts.carves()
+    last = int(carve.max())
+    stop_q = is_valid & (carve == last) if last > 0 else is_valid
+    fit_q = ~is_valid & (carve != last) if last > 0 else ~is_valid
+    cols = list(columns)
+    names = [ts.names[c] for c in cols]
+    params = _lgb_params(config)
+    fit, stop = ts.take(fit_q), ts.take(stop_q)
+    dtrain = lgb.Dataset(fit.X[:, cols], fit.y, group=fit.group, feature_name=names)
+    dvalid = lgb.Dataset(stop.X[:, cols], stop.y, group=stop.group, reference=dtrain)
+    probe = lgb.train(
         params,
         dtrain,
         num_boost_round=config.n_estimators,
         valid_sets=[dvalid],
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
-    best = int(booster.best_iteration or config.n_estimators)
-    score = booster.best_score.get("valid_0", {}).get("ndcg@10", float("nan"))
-    text = booster.model_to_string(num_iteration=best)
-    return text, {
+    best = int(probe.best_iteration or config.n_estimators)
+    score = probe.best_score.get("valid_0", {}).get("ndcg@10", float("nan"))
+    dall = lgb.Dataset(ts.X[:, cols], ts.y, group=ts.group, feature_name=names)
+    booster = lgb.train({**params, "metric": "none"}, dall, num_boost_round=best)
+    return booster.model_to_string(), {
         "n_queries": float(q),
         "best_iteration": float(best),
         "validation_ndcg@10": float(score),
@@ -265,7 +325,8 @@ class LearnedRanker(Model):
         return sorted(c for f in self.config.families for c in fam[f])
 
     # ------------------------------------------------------------------ fit
-    def _vectors(self, dataset: Dataset) -> np.ndarray:
+    def item_vectors(self, dataset: Dataset) -> np.ndarray:
+        """The item text vectors of the text features (a zero column without them)."""
         from llmcf.rerank.features import item_text_vectors
 
         if "text" not in self.config.families:
@@ -280,36 +341,83 @@ class LearnedRanker(Model):
         feats = {name: models[name] for name in cfg.feature_models}
         return FeatureStage.build(models[cfg.retriever], feats, vectors, dataset)
 
-    def fit(self, dataset: Dataset) -> LearnedRanker:
-        """Train on a holdout of ``dataset``, refit the feature models on all of it."""
+    def training_data(
+        self, dataset: Dataset, vectors: np.ndarray, *, bar: Any = None
+    ) -> TrainingSet | None:
+        """The labelled training queries of ``dataset`` (module docstring): a per-user
+        holdout, the retriever and feature models fitted on the rest; None without a
+        held-out interaction."""
         from llmcf.eval.split import holdout_split
 
         cfg = self.config
+        parts = []
+        for k in range(cfg.n_carves):
+            fold = holdout_split(dataset, cfg.holdout, cfg.seed + k)[0]
+            inner, held = dataset.subset(fold.train), dataset.subset(fold.test)
+            if not len(held):
+                return None
+            stage = self.build_stage(inner, vectors)
+            parts.append(
+                training_set(
+                    stage,
+                    inner,
+                    held,
+                    cfg.n_candidates,
+                    max_users=cfg.max_train_users,
+                    seed=cfg.seed + k,
+                )
+            )
+            if bar is not None:
+                bar.update(1)
+        return TrainingSet(
+            np.concatenate([p.X for p in parts]),
+            np.concatenate([p.y for p in parts]),
+            np.concatenate([p.group for p in parts]),
+            np.concatenate([p.users for p in parts]),
+            parts[0].names,
+            np.concatenate([np.full(len(p.group), k, np.int64) for k, p in enumerate(parts)]),
+        )
+
+    def fit(self, dataset: Dataset, *, progress: bool = False) -> LearnedRanker:
+        """Train on holdouts of ``dataset``, refit the feature models on all of it
+        (``progress``: a bar over the carves and the final refit)."""
+        from tqdm.auto import tqdm
+
         t0 = time.perf_counter()
         self.mu_ = None
+        with tqdm(
+            total=self.config.n_carves + 1, disable=not progress, desc="learned", unit="stage"
+        ) as bar:
+            vectors = self.item_vectors(dataset)
+            ts = self.training_data(dataset, vectors, bar=bar)
+            stage = self.build_stage(dataset, vectors)
+            self.assemble(dataset, ts, stage)
+            bar.update(1)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def assemble(
+        self, dataset: Dataset, ts: TrainingSet | None, stage: FeatureStage
+    ) -> LearnedRanker:
+        """The last step of :meth:`fit`: train the ranker on ``ts`` (this model's feature
+        columns) and serve with ``stage`` (fitted on ``dataset``). Variants that share the
+        training queries and the stage (the ablation) are fitted through it."""
+        cfg = self.config
+        self.mu_ = None
         self._begin_fit(dataset)
-        vectors = self._vectors(dataset)
-        fold = holdout_split(dataset, cfg.holdout, cfg.seed)[0]
-        inner, held = dataset.subset(fold.train), dataset.subset(fold.test)
-        note = None
         text, info = "", {"n_queries": 0.0}
-        if len(held):
-            stage = self.build_stage(inner, vectors)
-            ts = training_set(
-                stage, inner, held, cfg.n_candidates, max_users=cfg.max_train_users, seed=cfg.seed
-            )
+        if ts is not None:
             text, info = train_ranker(ts, self.columns, cfg)
-        if not text:
-            note = (
-                f"{int(info['n_queries'])} training queries (< {MIN_QUERIES}): no ranker "
-                f"trained, the {cfg.retriever} order is kept"
-            )
-        self.stage_ = self.build_stage(dataset, vectors)
+        self.fit_note_ = (
+            None
+            if text
+            else f"{int(info['n_queries'])} training queries (< {MIN_QUERIES}): no ranker "
+            f"trained, the {cfg.retriever} order is kept"
+        )
+        self.stage_ = stage
         self.ranker_text_ = text
         self.fit_info_ = info
-        self.fit_note_ = note
         self.mu_ = dataset.global_mean()
-        self.fit_seconds_ = time.perf_counter() - t0
         return self
 
     # ------------------------------------------------------------------ scoring
@@ -325,7 +433,8 @@ class LearnedRanker(Model):
         """``(items (b, M), X (b, M, F), scores (b, M))`` of the history rows; -inf for padding."""
         self._check_fitted()
         assert self.stage_ is not None
-        items, X = self.stage_.features(h, self.config.n_candidates)
+        with blas_limit(self.config.threads):
+            items, X = self.stage_.features(h, self.config.n_candidates)
         valid = items >= 0
         scores = np.full(items.shape, -np.inf)
         if not valid.any():
@@ -415,6 +524,7 @@ class LearnedRanker(Model):
             **super()._arrays(),
             "vectors": st.vectors,
             "popularity_counts": st.popularity,
+            "item_mean": st.item_mean,
             "item_last": st.item_last,
             "item_first": st.item_first,
             "user_last": st.user_last,
@@ -452,7 +562,7 @@ class LearnedRanker(Model):
         if missing:
             raise ModelLoadError(f"sub-model {missing[0]!r} missing from the saved stage")
         n_items = len(self.items_)
-        for key in ("popularity_counts", "item_last", "item_first"):
+        for key in ("popularity_counts", "item_mean", "item_last", "item_first"):
             if arrays[key].shape != (n_items,):
                 raise ModelLoadError(f"{key} has shape {arrays[key].shape}, expected ({n_items},)")
         if arrays["vectors"].ndim != 2 or arrays["vectors"].shape[0] != n_items:
@@ -462,6 +572,7 @@ class LearnedRanker(Model):
             {n: built[n] for n in cfg.feature_models},
             arrays["vectors"],
             arrays["popularity_counts"],
+            arrays["item_mean"],
             arrays["item_last"],
             arrays["item_first"],
             arrays["user_last"],
@@ -486,8 +597,8 @@ class LearnedExplainer:
     recommended item where it is (no language model; the ranker's own SHAP values).
 
     The family with the largest positive contribution to the item's score is named; the
-    history item cited is the one with the largest co-occurrence cosine to the item for the
-    CF families, the largest text cosine for ``text`` (and for ``popularity`` the item's
+    history item cited is the liked one (value >= the user's mean value) with the largest
+    co-occurrence cosine to the item for the CF families, the largest text cosine for ``text`` (and for ``popularity`` the item's
     training interactions are cited instead). Sentences go through
     :func:`~llmcf.rerank.explain.clean_explanation`.
     """
@@ -531,7 +642,8 @@ class LearnedExplainer:
                 )
                 continue
             support = text if fam == "text" else co
-            best = int(np.argmax(support + 1e-9 * values))
+            liked = values >= values.mean() - 1e-9  # cite what the user liked (>= their mean)
+            best = int(np.argmax(np.where(liked, support + 1e-9 * values, -np.inf)))
             h_item = int(hist[best])
             did = (
                 f"rated *{self._title(h_item)}* {values[best]:g}"
