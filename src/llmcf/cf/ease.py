@@ -75,6 +75,7 @@ import numpy as np
 from llmcf.base import Model
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.options import config_from_dict
 from llmcf.ranking.lists import top_n_rows
 from llmcf.ranking.path import Histories
 from llmcf.registry import register
@@ -189,13 +190,7 @@ class EASEConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EASEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown EASE option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "EASE")
 
 
 def _number(value: Any) -> bool:

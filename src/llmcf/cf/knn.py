@@ -39,7 +39,7 @@ neighbours of a prediction are chosen among those (the usual truncation on large
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -55,6 +55,7 @@ from llmcf.cf.similarity import (
 )
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.options import config_from_dict
 from llmcf.ranking.config import lists_to_csr, neighbour_rows, weigh_rows
 from llmcf.ranking.lists import SOURCE_NEIGHBOURS, top_n_rows
 from llmcf.ranking.path import Histories
@@ -112,13 +113,7 @@ class KNNConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> KNNConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown kNN option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "kNN")
 
     def baseline_config(self) -> BaselineConfig:
         return BaselineConfig(

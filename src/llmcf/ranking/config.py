@@ -19,12 +19,13 @@ little support). Each row keeps its ``n_neighbors`` largest positive similaritie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from llmcf.errors import ConfigError
+from llmcf.options import config_from_dict
 from llmcf.ranking.lists import top_n_rows
 
 if TYPE_CHECKING:
@@ -79,15 +80,7 @@ class RankingConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RankingConfig:
-        if not isinstance(values, dict):
-            raise ConfigError(f"ranking options must be a mapping, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown ranking option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "ranking")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -66,6 +66,7 @@ import numpy as np
 from llmcf.cf.knn import _KNN, ItemKNN, KNNConfig, UserKNN
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.options import config_from_dict
 from llmcf.ranking.path import Histories
 from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
@@ -173,13 +174,7 @@ class TextFusionConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TextFusionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown text option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "text")
 
 
 TEXT_OPTIONS = frozenset(f.name for f in fields(TextFusionConfig))

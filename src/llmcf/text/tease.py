@@ -75,6 +75,7 @@ from llmcf.cf.ease import (
 )
 from llmcf.data.dataset import Dataset
 from llmcf.errors import ConfigError
+from llmcf.options import config_from_dict
 from llmcf.ranking.path import Histories
 from llmcf.registry import register
 from llmcf.text.ann import ANN_METHODS, text_top_k
@@ -145,13 +146,7 @@ class TEASEConfig(EASEConfig):
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TEASEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown T-EASE option(s) {sorted(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "T-EASE")
 
 
 def _non_negative(value: Any) -> bool:
