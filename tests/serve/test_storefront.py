@@ -307,3 +307,35 @@ def test_catalog_dataset_extends_the_vocabulary(item_model: Any) -> None:
     assert len(catalog_dataset(model, {"30": "x"}).items) == 3  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="integers"):
         catalog_dataset(model, {"sku-1": "x"})
+
+
+def test_catalog_texts_of_a_dataset(tmp_path: Path) -> None:
+    from llmcf.data.dataset import Catalog, Dataset
+    from llmcf.serve.web import catalog_texts
+
+    ds = Dataset.from_arrays(
+        ["u1", "u1"],
+        ["a", "b"],
+        np.array([4.0, 5.0]),
+        item_catalog=Catalog(
+            {
+                "title": ["Heat", "Alien"],
+                "year": [1995, 1979],
+                "genres": [["Crime", "Thriller"], ["Sci-Fi"]],
+            }
+        ),
+    )
+    texts = catalog_texts(ds)
+    assert texts == {
+        "a": "Heat (1995)\nGenres: Crime, Thriller",
+        "b": "Alien (1979)\nGenres: Sci-Fi",
+    }
+    assert parse_text("a", texts["a"]) == ("Heat (1995)", ("Crime", "Thriller"))
+    from llmcf.serve.store import EventStore
+
+    store = EventStore.open(tmp_path / "e.sqlite")
+    assert store.put_item_texts({**texts, "empty": ""}, chunk=1) == 2
+    assert store.put_item_texts({"a": "Heat"}) == 1  # replaced
+    assert store.all_item_texts() == {"a": "Heat", "b": texts["b"]}
+    assert store.count_item_texts() == 2
+    store.close()

@@ -338,6 +338,22 @@ class EventStore:
             )
             conn.execute(stmt, [{"item_id": item_id, "text": text, "updated_at": now_ms}])
 
+    def put_item_texts(self, texts: dict[str, str], chunk: int = 5000) -> int:
+        """Store (or replace) many item texts, durably, in transactions of ``chunk``."""
+        from llmcf.serve.tables import item_texts
+
+        now_ms = int(time.time() * 1000)
+        rows = [{"item_id": k, "text": v, "updated_at": now_ms} for k, v in texts.items() if v]
+        for start in range(0, len(rows), chunk):
+            with self._write_lock or _NULL_LOCK, self.engine.begin() as conn:
+                ins = self._insert(item_texts)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=["item_id"],
+                    set_={"text": ins.excluded.text, "updated_at": ins.excluded.updated_at},
+                )
+                conn.execute(stmt, rows[start : start + chunk])
+        return len(rows)
+
     def item_text(self, item_id: str) -> str | None:
         from sqlalchemy import select
 

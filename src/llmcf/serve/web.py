@@ -126,6 +126,49 @@ def parse_text(item_id: str, text: str | None) -> tuple[str, tuple[str, ...]]:
     return title, genres
 
 
+def catalog_texts(dataset: Any) -> dict[str, str]:
+    """Storefront texts of a dataset's items, by item id: the title (and year), a
+    ``Genres:`` line from its genres or categories, and the item text the models embed
+    (:func:`llmcf.text.render.render_item_texts`). Load them into a store with
+    ``EventStore.put_item_texts`` (docs/storefront.md)."""
+    from llmcf.text.render import clean_text, render_item_texts
+
+    fields = dataset.item_catalog.fields
+    rendered = render_item_texts(dataset)
+    out: dict[str, str] = {}
+    for idx, item_id in enumerate(dataset.items.ids.tolist()):
+
+        def value(name: str, idx: int = idx) -> Any:
+            col = fields.get(name)
+            return col[idx] if col is not None and idx < len(col) else None
+
+        title = str(value("title") or item_id)
+        year = value("year")
+        if year and str(year) not in title:
+            title = f"{title} ({year})"
+        genres: list[str] = []
+        for name in ("genres", "category", "main_cat"):
+            v = value(name)
+            items = v if isinstance(v, list) else [v] if v else []
+            for g in items:
+                for x in g if isinstance(g, list) else [g]:
+                    if x and str(x) not in genres:
+                        genres.append(str(x))
+            if genres:
+                break
+        lines = [title]
+        if genres:
+            lines.append("Genres: " + ", ".join(genres[:6]))
+        desc = value("description")
+        desc = " ".join(str(x) for x in desc if x) if isinstance(desc, list) else desc
+        if desc:
+            lines.append(clean_text(str(desc)))
+        elif rendered[idx] and not rendered[idx].startswith(title):
+            lines.append(rendered[idx])  # the models' text says more than the title
+        out[str(item_id)] = "\n".join(lines)
+    return out
+
+
 class Catalog:
     """The storefront's catalog, ordered by popularity (descending, then id)."""
 
