@@ -197,6 +197,11 @@ def test_explanations_cite_a_history_item(fitted) -> None:
         assert reason.startswith("Because")
         cited = reason.split("*")[1]
         assert cited in history or cited in {titles[i] for i in items}
+    # a title with its own full stop does not end the sentence
+    dotted = list(titles)
+    dotted[int(items[0])] = "Dr. Strangelove"
+    whole = LearnedExplainer(model, dotted).explain_user(-1, items[:1])
+    assert whole == ["*Dr. Strangelove* is popular with other users."]
     unknown = explainer.explain_user(-1, items[:1])
     assert unknown[0] is not None and "popular" in unknown[0]
 

@@ -613,8 +613,6 @@ class LearnedExplainer:
 
     def explain_user(self, user_idx: int, items: np.ndarray) -> list[str | None]:
         """One reason per item of ``items`` for training user ``user_idx`` (-1: unknown)."""
-        from llmcf.rerank.explain import clean_explanation
-
         model = self.model
         h = training_histories(model, np.array([user_idx]))
         cands, contrib = model.contributions(h)
@@ -626,7 +624,7 @@ class LearnedExplainer:
         assert model.stage_ is not None
         for item in np.asarray(items, dtype=np.int64).ravel().tolist():
             if item not in pos or row.nnz == 0:
-                out.append(clean_explanation(f"*{self._title(item)}* is popular with other users."))
+                out.append(self._sentence("{} is popular with other users.", item))
                 continue
             c = contrib[0, pos[item]]
             fam = fams[int(np.argmax(c))] if c.max() > 0 else "cf"
@@ -635,23 +633,32 @@ class LearnedExplainer:
             if fam == "popularity":
                 n = int(model.stage_.popularity[item])
                 out.append(
-                    clean_explanation(
-                        f"Because *{self._title(item)}* is popular right now ({n} interactions) "
-                        "and fits what you rated well."
+                    self._sentence(
+                        f"Because {{}} is popular right now ({n} interactions) and fits what "
+                        "you rated well.",
+                        item,
                     )
                 )
                 continue
             support = text if fam == "text" else co
             liked = values >= values.mean() - 1e-9  # cite what the user liked (>= their mean)
             best = int(np.argmax(np.where(liked, support + 1e-9 * values, -np.inf)))
-            h_item = int(hist[best])
-            did = (
-                f"rated *{self._title(h_item)}* {values[best]:g}"
-                if scale is not None
-                else f"chose *{self._title(h_item)}*"
+            did = f"rated {{}} {values[best]:g}" if scale is not None else "chose {}"
+            out.append(
+                self._sentence(f"Because you {did} and {_FAMILY_PHRASES[fam]}.", int(hist[best]))
             )
-            out.append(clean_explanation(f"Because you {did} and {_FAMILY_PHRASES[fam]}."))
         return out
+
+    def _sentence(self, template: str, *items: int) -> str | None:
+        """``template`` cleaned to one sentence (:func:`~llmcf.rerank.explain.clean_explanation`)
+        before the titles go into its ``{}`` slots, so a title's own full stop ("Dr.
+        Strangelove") cannot end the sentence."""
+        from llmcf.rerank.explain import clean_explanation
+
+        cleaned = clean_explanation(template)
+        if cleaned is None:
+            return None
+        return cleaned.format(*(f"*{self._title(i)}*" for i in items))
 
     def explain(self, history: np.ndarray, items: np.ndarray) -> list[str | None]:
         """The :class:`~llmcf.rerank.explain.Explainer` face; needs the user, so it says so."""
