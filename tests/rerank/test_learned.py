@@ -260,3 +260,16 @@ def test_no_invented_duplicated_or_missing_item(seed: int, n: int, m: int, retri
             if n >= len(c)
             else set(valid[:k].tolist()) <= set(c.tolist())
         )
+
+
+def test_evaluate_rejects_learned_with_sampled_or_cold(fitted) -> None:
+    from llmcf.eval.split import holdout_split
+    from llmcf.eval.topn import evaluate_topn
+
+    _, data = fitted
+    fold = holdout_split(data, 0.2, 1)[0]
+    folds = [SimpleNamespace(name="h", dataset=data, train=fold.train, test=fold.test)]
+    with pytest.raises(ConfigError, match="full ranking"):
+        evaluate_topn(folds, ["ease"], sampled=5, learned={}, progress=False)
+    with pytest.raises(ConfigError, match="cold"):
+        evaluate_topn(folds, ["ease"], candidates="cold", learned={}, progress=False)

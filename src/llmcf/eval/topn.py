@@ -280,6 +280,10 @@ def evaluate_topn(
             "sampled metrics combine with neither candidates='cold' nor baselines; "
             "use the full-ranking protocol (no sampled) for cold-start and random rows"
         )
+    if sampled is not None and learned is not None:
+        raise ConfigError(
+            "the learned second stage is evaluated with full ranking only; drop sampled"
+        )
     if candidates == "cold" and (rerankers or learned is not None):
         raise ConfigError(
             "candidates='cold' does not combine with re-rankers: the re-ranking pipeline "
