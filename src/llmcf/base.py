@@ -62,6 +62,7 @@ class Model:
     def _begin_fit(self, dataset: Dataset) -> None:
         """Reset every learned and derived state and keep the training interactions."""
         self._derived = {}
+        self.__dict__.pop("ranking_", None)  # a ranking config chosen by the last fit's tune
         self.users_ = dataset.users
         self.items_ = dataset.items
         self.rating_scale_ = dataset.rating_scale
@@ -170,8 +171,10 @@ class Model:
     # ------------------------------------------------------------------ ranking inputs
     @property
     def ranking(self) -> RankingConfig:
-        """The top-N scoring configuration (:class:`~llmcf.ranking.config.RankingConfig`)."""
-        cfg = self.__dict__.get("ranking_config")
+        """The top-N scoring configuration (:class:`~llmcf.ranking.config.RankingConfig`): the
+        one ``tune`` chose in the last fit (``ranking_``), else the one set with
+        :meth:`set_ranking`, else the defaults."""
+        cfg = self.__dict__.get("ranking_") or self.__dict__.get("ranking_config")
         return cfg if cfg is not None else RankingConfig()
 
     def set_ranking(self, config: RankingConfig | None = None, **options: Any) -> Any:
@@ -179,6 +182,7 @@ class Model:
         if config is not None and options:
             raise ConfigError("pass either a RankingConfig or keyword options, not both")
         self.ranking_config = config or RankingConfig.from_dict(options)
+        self.__dict__.pop("ranking_", None)  # what the user sets wins over what tune chose
         self._derived = {}
         return self
 

@@ -210,3 +210,39 @@ def test_tune_chooses_fit_settings_on_a_training_carve_and_saves_them(tmp_path) 
     np.testing.assert_array_equal(again.predict(users, items), tuned.predict(users, items))
     # the choice depends on the training data only: the same data, the same choice
     assert make_model("item-knn", k=5, tune=True).fit(ds).fit_config_ == tuned.fit_config_
+
+
+def test_tune_chooses_the_ranking_on_the_training_carve_and_saves_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from llmcf.cf.knn import ITEM_NEIGHBOURS_GRID, RANKING_GRID
+    from llmcf.models import load_model, make_model
+    from llmcf.persist import save_model
+    from llmcf.ranking.config import RankingConfig
+
+    ds = random_dataset(6, n_users=60, n_items=30, density=0.3)
+    tuned = make_model("item-knn", k=5, tune=True).fit(ds)
+    assert len(tuned.ranking_results_) == len(RANKING_GRID) * len(ITEM_NEIGHBOURS_GRID)
+    best = max(
+        range(len(tuned.ranking_results_)),
+        key=lambda j: (tuned.ranking_results_[j]["ndcg@10"], -j),
+    )
+    row = tuned.ranking_results_[best]
+    assert (tuned.ranking.alpha, tuned.ranking.shrinkage, tuned.ranking.n_neighbors) == (
+        row["alpha"],
+        row["shrinkage"],
+        row["n_neighbors"],
+    )
+    assert tuned.chosen_settings()["ranking_alpha"] == row["alpha"]
+    # the lists are those of a plain model set to the chosen ranking
+    plain = ItemKNN(k=5).set_ranking(tuned.ranking).fit(ds)
+    users = np.arange(60)
+    np.testing.assert_array_equal(
+        tuned.recommend_many(users, 10).items, plain.recommend_many(users, 10).items
+    )
+    save_model(tuned, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.ranking == tuned.ranking
+    # a ranking the user sets is not overridden, and a set_ranking after fit wins
+    fixed = make_model("item-knn", k=5, tune=True).set_ranking(alpha=0.4).fit(ds)
+    assert fixed.ranking.alpha == 0.4 and fixed.ranking_results_ == []
+    tuned.set_ranking(RankingConfig(alpha=0.45))
+    assert tuned.ranking.alpha == 0.45

@@ -169,4 +169,6 @@ def test_cli_tune_reports_what_it_chose(tmp_path, capsys) -> None:  # type: igno
     out = capsys.readouterr().out
     assert out.count("chosen on the training carve: item-knn") == 2  # one line per fold
     rows = json.loads(report.read_text())["rows"]
-    assert all(set(r["chosen"]) == {"reg_u", "reg_i", "correction_shrinkage"} for r in rows)
+    fit_settings = {"reg_u", "reg_i", "correction_shrinkage"}
+    ranking = {"ranking_alpha", "ranking_shrinkage", "ranking_n_neighbors"}
+    assert all(set(r["chosen"]) == fit_settings | ranking for r in rows)

@@ -132,6 +132,13 @@ FIT_GRID: tuple[dict[str, float], ...] = tuple(
     for g in (0.0, 8.0)
 )
 FIT_SETTINGS = ("reg_u", "reg_i", "correction_shrinkage")
+#: the implicit ranking settings ``tune`` chooses among (by validation NDCG@10), the rest of
+#: RankingConfig as configured; item-based: n_neighbors, user-based: user_neighbors
+RANKING_GRID: tuple[dict[str, float], ...] = tuple(
+    {"alpha": a, "shrinkage": s} for a in (0.1, 0.2, 0.3, 0.5) for s in (10.0, 50.0)
+)
+ITEM_NEIGHBOURS_GRID = (50, 100)
+USER_NEIGHBOURS_GRID = (20, 40, 80)
 
 
 class _KNN(Model):
@@ -159,8 +166,48 @@ class _KNN(Model):
         t0 = time.perf_counter()
         self.fit_config_, self.fit_results_ = self._tune_fit_settings(dataset)
         self._fit_with(dataset, progress=progress)
+        if self.config.tune:
+            self._tune_ranking(dataset)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _ranking_probe_on(self, data: Dataset) -> _KNN:
+        """A model that ranks ``data`` as this one would with the implicit ranking similarity:
+        the interactions only (the implicit lists do not depend on the rating fit)."""
+        probe = type(self)(self.config)
+        probe._begin_fit(data)
+        probe.mu_ = float(np.mean(data.rating)) if len(data) else 0.0
+        return probe
+
+    def _tune_ranking(self, dataset: Dataset) -> None:
+        """With the implicit ranking scoring and the default ranking (one the user set, or a
+        saved model's, is kept): choose alpha,
+        shrinkage and the neighbour count (RANKING_GRID x ITEM_/USER_NEIGHBOURS_GRID) by
+        validation NDCG@10 on a seeded carve of ``dataset`` (llmcf.eval.select) and keep it
+        as ``ranking_`` (what :attr:`ranking` returns until the next fit or set_ranking)."""
+        self.ranking_results_: list[dict[str, Any]] = []
+        from llmcf.eval.select import select
+        from llmcf.ranking.config import RankingConfig
+
+        if self.ranking_scoring() != "implicit" or self.ranking != RankingConfig():
+            return  # lists from the rating model, or a ranking the user set
+
+        base = self.ranking
+        key = "user_neighbors" if self.user_based else "n_neighbors"
+        counts = USER_NEIGHBOURS_GRID if self.user_based else ITEM_NEIGHBOURS_GRID
+        grid = [{**g, key: c} for c in counts for g in RANKING_GRID]
+
+        def fit(data: Dataset, setting: dict[str, Any]) -> Any:
+            probe = self._ranking_probe_on(data)
+            probe.set_ranking(RankingConfig.from_dict({**base.as_dict(), **setting}))
+            return probe
+
+        cfg = self.config
+        best, self.ranking_results_ = select(
+            grid, fit, dataset, fraction=cfg.tune_fraction, seed=cfg.tune_seed
+        )
+        self.ranking_ = RankingConfig.from_dict({**base.as_dict(), **best})
+        self._derived = {}
 
     def _fit_cfg(self) -> KNNConfig:
         """The fit settings in force: ``fit_config_`` (set by fit: ``config``, or what
@@ -171,7 +218,15 @@ class _KNN(Model):
         if not self.config.tune:
             return {}
         fit = self._fit_cfg()
-        return {k: getattr(fit, k) for k in FIT_SETTINGS}
+        return {**{k: getattr(fit, k) for k in FIT_SETTINGS}, **self._chosen_ranking()}
+
+    def _chosen_ranking(self) -> dict[str, Any]:
+        """The ranking settings ``tune`` chose (empty when it chose none)."""
+        chosen = self.__dict__.get("ranking_")
+        if chosen is None:
+            return {}
+        key = "user_neighbors" if self.user_based else "n_neighbors"
+        return {f"ranking_{k}": getattr(chosen, k) for k in ("alpha", "shrinkage", key)}
 
     def _tune_fit_settings(self, dataset: Dataset) -> tuple[KNNConfig, list[dict[str, float]]]:
         """The fit config: ``config``, or with ``tune`` the FIT_GRID setting of lowest MAE at

@@ -400,11 +400,16 @@ class _TextKNN(_KNN):
             dataset, item_vectors, fit_config=fit_config, progress=progress
         )
         self._apply(components, params, fusion)
+        if tc.tune:  # the plain ranking's settings first, as the plain model's tune does
+            self._tune_ranking(dataset)
         self.rank_weight_, self.rank_results_ = self._choose_rank_weight(dataset)
         self.cold_rank_weight_, self.cold_rank_results_ = self._choose_cold_rank_weight(dataset)
         self._derived = {}
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _ranking_probe_on(self, data: Dataset) -> _KNN:
+        return self._ranking_probe(data, 0.0, 0.0)  # no text: the plain ranking
 
     def chosen_settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -413,6 +418,7 @@ class _TextKNN(_KNN):
             out.update({k: getattr(fit, k) for k in ("reg_u", "reg_i", "correction_shrinkage")})
             out.update(self.params_ or {})
             out["bias_prior"] = float(getattr(self, "bias_prior_", self.text_config.bias_prior))
+            out.update(self._chosen_ranking())
         if not self.user_based:
             if self.text_config.rank_weight is None:
                 out["rank_weight"] = float(getattr(self, "rank_weight_", 0.0))
