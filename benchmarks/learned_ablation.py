@@ -109,7 +109,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from llmcf.rerank.learned import LearnedConfig, LearnedRanker, TrainingSet, validation_queries
 
     n = args.n
-    base_cfg = {"retriever": args.retriever, "n_candidates": args.m, "n_carves": args.carves}
+    base_cfg = {
+        "retriever": args.retriever,
+        "n_candidates": args.m,
+        "n_carves": args.carves,
+        "carve": args.carve,
+    }
     full = tuple(f for f in FAMILIES)
     variants: dict[str, tuple[str, ...]] = {"all": full}
     for fam in FAMILIES:
@@ -192,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "retriever": args.retriever,
         "n_candidates": args.m,
         "n_carves": args.carves,
+        "carve": args.carve,
         "relevance": args.relevance,
         "folds": fold_rows,
         "validation_ndcg@10": {k: float(np.mean(v)) if v else None for k, v in validation.items()},
@@ -236,6 +242,7 @@ def main() -> int:
     p.add_argument("--retriever", default="ease")
     p.add_argument("--m", type=int, default=50, help="candidates re-ranked (M)")
     p.add_argument("--carves", type=int, default=3, help="training holdouts (n_carves)")
+    p.add_argument("--carve", default="random", help="random or last (LearnedConfig.carve)")
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--relevance", type=float, default=4.0)
     p.add_argument("--out", default=None, help="write the results as JSON here")

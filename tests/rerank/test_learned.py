@@ -273,3 +273,17 @@ def test_evaluate_rejects_learned_with_sampled_or_cold(fitted) -> None:
         evaluate_topn(folds, ["ease"], sampled=5, learned={}, progress=False)
     with pytest.raises(ConfigError, match="cold"):
         evaluate_topn(folds, ["ease"], candidates="cold", learned={}, progress=False)
+
+
+def test_last_carves_hold_out_each_users_latest_interactions() -> None:
+    data = grouped_dataset()
+    model = small_ranker(carve="last", n_carves=2)
+    ts = model.training_data(data, model.item_vectors(data))
+    assert ts is not None and set(ts.carves().tolist()) == {0, 1}
+    # one query per user and carve at most; the labels are single held-out items
+    for k in (0, 1):
+        users = ts.users[ts.carves() == k]
+        assert len(users) == len(np.unique(users))
+    assert model.fit(data).ranker_text_
+    with pytest.raises(ConfigError, match="carve"):
+        LearnedConfig(carve="newest")

@@ -66,7 +66,9 @@ class LearnedConfig:
     (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used);
     embedder: the text embedder spec; item_text/profiles: which item text is embedded
     (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's training
-    interactions held out as labels; n_carves: how many seeded holdouts make training queries
+    interactions held out as labels (``carve="random"``); carve: ``"random"`` (seeded per-user
+    holdouts) or ``"last"`` (each user's last interaction, for a leave-last-out test; carve k
+    holds out the last interaction before the k later ones, which it drops); n_carves: how many seeded holdouts make training queries
     (each fits the feature models once more); max_train_users: cap on training queries (seeded
     sample); the rest are LightGBM settings.
     """
@@ -79,6 +81,7 @@ class LearnedConfig:
     item_text: str = "catalog"
     profiles: str | None = None
     holdout: float = 0.2
+    carve: str = "random"
     n_carves: int = 3
     max_train_users: int | None = None
     n_estimators: int = 300
@@ -102,6 +105,8 @@ class LearnedConfig:
                 raise ConfigError("the learned stage cannot retrieve for itself")
         if self.n_candidates < 1:
             raise ConfigError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        if self.carve not in ("random", "last"):
+            raise ConfigError(f"carve must be 'random' or 'last', got {self.carve!r}")
         if self.n_carves < 1:
             raise ConfigError(f"n_carves must be >= 1, got {self.n_carves}")
         if not 0.0 < self.holdout < 1.0:
@@ -347,13 +352,19 @@ class LearnedRanker(Model):
         """The labelled training queries of ``dataset`` (module docstring): a per-user
         holdout, the retriever and feature models fitted on the rest; None without a
         held-out interaction."""
-        from llmcf.eval.split import holdout_split
+        from llmcf.eval.split import holdout_split, leave_one_out_split
 
         cfg = self.config
         parts = []
+        older = dataset  # carve="last": carve k holds out the last interaction before k
         for k in range(cfg.n_carves):
-            fold = holdout_split(dataset, cfg.holdout, cfg.seed + k)[0]
-            inner, held = dataset.subset(fold.train), dataset.subset(fold.test)
+            if cfg.carve == "last":
+                fold = leave_one_out_split(older)[0]
+                inner, held = older.subset(fold.train), older.subset(fold.test)
+                older = inner
+            else:
+                fold = holdout_split(dataset, cfg.holdout, cfg.seed + k)[0]
+                inner, held = dataset.subset(fold.train), dataset.subset(fold.test)
             if not len(held):
                 return None
             stage = self.build_stage(inner, vectors)
