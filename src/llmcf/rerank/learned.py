@@ -15,9 +15,10 @@ relevant held-out item (value >= :func:`~llmcf.eval.select.positive_threshold`) 
 query whose candidates are labelled 1 when held out and relevant. LightGBM's lambdarank is
 trained with the number of rounds chosen by early stopping on held-out users
 (:func:`train_ranker`), on ``n_carves`` seeded holdouts (default 3; more queries, chosen on
-validation, docs/experiments.md). Then the
-retriever and the feature models are refitted on the whole training data: at serve time the
-features come from models fitted on everything ``fit`` saw.
+validation, docs/experiments.md; ``carve="last"`` holds out each user's latest interactions
+instead, for next-item protocols). Then the retriever and the feature models are refitted on
+the whole training data: at serve time the features come from models fitted on everything
+``fit`` saw.
 
 With fewer than :data:`MIN_QUERIES` training queries (tiny data) no ranker is trained and the
 stage keeps the retriever's order (``ranker_text_`` empty; ``fit_note_`` says so).
@@ -65,12 +66,13 @@ class LearnedConfig:
     models whose scores and ranks are features; families: the feature families used
     (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used);
     embedder: the text embedder spec; item_text/profiles: which item text is embedded
-    (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's training
-    interactions held out as labels (``carve="random"``); carve: ``"random"`` (seeded per-user
-    holdouts) or ``"last"`` (each user's last interaction, for a leave-last-out test; carve k
-    holds out the last interaction before the k later ones, which it drops); n_carves: how many seeded holdouts make training queries
-    (each fits the feature models once more); max_train_users: cap on training queries (seeded
-    sample); the rest are LightGBM settings.
+    (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's
+    training interactions held out as labels (``carve="random"``); carve: ``"random"``
+    (seeded per-user holdouts) or ``"last"`` (each user's last interaction, for a
+    leave-last-out test; carve k holds out the last interaction before the k later ones,
+    which it drops); n_carves: how many carves make training queries (each fits the feature
+    models once more); max_train_users: cap on training queries (seeded sample); the rest
+    are LightGBM settings.
     """
 
     retriever: str = "ease"
