@@ -287,3 +287,23 @@ def test_last_carves_hold_out_each_users_latest_interactions() -> None:
     assert model.fit(data).ranker_text_
     with pytest.raises(ConfigError, match="carve"):
         LearnedConfig(carve="newest")
+
+
+def test_real_minilm_text_features(tmp_path, monkeypatch) -> None:
+    """The default embedder once: the text family sees the genre words of the titles."""
+    pytest.importorskip("onnxruntime")
+    from llmcf.text.embedders import MissingDependencyError, make_embedder
+
+    monkeypatch.setenv("LLMCF_CACHE_DIR", str(tmp_path))
+    try:
+        make_embedder("minilm")
+    except MissingDependencyError as exc:  # pragma: no cover - depends on the install
+        pytest.skip(str(exc))
+    data = grouped_dataset()
+    model = LearnedRanker(LearnedConfig(**SMALL)).fit(data)  # type: ignore[arg-type]
+    assert model.stage_.vectors.shape == (data.n_items, 384)
+    h = training_histories(model, np.array([0]))
+    items, X = model.stage_.features(h, 12)
+    cos = X[0, :, feature_names(model.config.feature_models).index("text_mean_cos")]
+    space = items[0] % 3 == 0
+    assert cos[space].mean() > cos[~space].mean()
