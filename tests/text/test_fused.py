@@ -469,25 +469,33 @@ def test_cold_carve_holds_out_every_interaction_of_the_cold_items() -> None:
         cold_carve(ds, cold_items=0.0)
 
 
-def test_cold_text_weight_is_chosen_on_a_cold_item_carve_and_ranks_cold_items() -> None:
-    """Warm pairs keep the warm weight; the weight of items without interactions comes from
-    a cold-item carve of the training data, and with it the cold items of a user's liked
-    cluster rank above the other cluster's."""
-    from llmcf.text.fused import RANK_WEIGHT_GRID
+def test_cold_items_rank_by_text_with_the_warm_weight_or_the_floor() -> None:
+    """Items without interactions are scored by text with the chosen warm weight (at least
+    COLD_TEXT_FLOOR, so with a warm weight of 0 they are still ordered by their text, below
+    every CF-scored item): the cold items of a user's liked cluster come first."""
+    from llmcf.text.fused import COLD_TEXT_FLOOR
 
     ds, cluster = _clustered()
-    model = TItemKNN(k=5, embedder=ClusterEmbedder(), rank_weight=0.0, cold_rank_weight=None)
-    model.fit(ds)
+    fixed = TItemKNN(k=5, embedder=ClusterEmbedder(), rank_weight=0.0).fit(ds)
     # an explicit rank_weight fixes both weights unless cold_rank_weight is given
-    assert model.cold_rank_weight_ == 0.0 and model.cold_rank_results_ == []
+    assert fixed.cold_rank_weight_ == 0.0 and fixed.cold_rank_results_ == []
     model = TItemKNN(k=5, embedder=ClusterEmbedder()).fit(ds)
-    assert [r["cold_rank_weight"] for r in model.cold_rank_results_] == list(RANK_WEIGHT_GRID)
-    assert model.cold_rank_weight_ > 0.0
+    assert model.cold_rank_weight_ == max(model.rank_weight_, COLD_TEXT_FLOOR)
     cold = np.flatnonzero(model.popularity() == 0)
     assert len(cold) == 8
     recs = model.recommend_many(np.arange(40), 4, candidates=cold)
     liked = np.arange(40) % 2
     assert (cluster[recs.items] == liked[:, None]).all()
+    assert not recs.was_fallback.any()
+    # with the floor, cold items come after every item the CF similarity scores
+    floor = TItemKNN(
+        k=5, embedder=ClusterEmbedder(), rank_weight=0.0, cold_rank_weight=COLD_TEXT_FLOOR
+    ).fit(ds)
+    full = floor.recommend_many(np.arange(40), 48)
+    for row in range(40):
+        listed = full.items[row][full.items[row] >= 0]
+        is_cold = np.isin(listed, cold)
+        assert is_cold.sum() == 8 and is_cold[-8:].all()  # the cold items close every list
     # the plain model cannot tell the cold items apart
     plain = ItemKNN(k=5).fit(ds)
     assert plain.recommend_many(np.arange(40), 4, candidates=cold).was_fallback.all()

@@ -93,8 +93,9 @@ ALPHA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BETA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e9)
 SHIFT_GRID = (0.0, 0.2, 0.4)
 AMPLIFY_GRID = (1.0, 2.0, 3.0, 4.0)
-#: bounds of the share of items the cold-item carve makes cold
-COLD_SHARE_MIN, COLD_SHARE_MAX = 0.02, 0.5
+#: the smallest text weight of cold items (no training interactions): ordered by their text,
+#: below every item with a CF score
+COLD_TEXT_FLOOR = 1e-6
 #: text weights of the T-ranking tried on validation (0: the plain ranking similarity)
 RANK_WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 #: the parameters ``--tune`` chooses (the blend); the others stay as configured
@@ -131,9 +132,8 @@ class TextFusionConfig:
     #: validation carve of the training data among RANK_WEIGHT_GRID (0 = no text allowed)
     rank_weight: float | None = None
     #: weight of text for items without training interactions (cold items, and new items
-    #: with a text); None: ``rank_weight`` when that is given, else chosen on a cold-item
-    #: carve of the training data (:func:`llmcf.eval.select.cold_carve`) among
-    #: RANK_WEIGHT_GRID
+    #: with a text); None: ``rank_weight`` when that is given, else the chosen warm weight,
+    #: at least COLD_TEXT_FLOOR (see ``_choose_cold_rank_weight``)
     cold_rank_weight: float | None = None
 
     def __post_init__(self) -> None:
@@ -488,14 +488,16 @@ class _TextKNN(_KNN):
         return float(best["rank_weight"]), table
 
     def _choose_cold_rank_weight(self, dataset: Dataset) -> tuple[float, list[dict[str, Any]]]:
-        """The text weight of pairs with an item without training interactions: the configured
-        one (or ``rank_weight`` when that is given), else the best on a cold-item carve of
-        ``dataset`` among :data:`RANK_WEIGHT_GRID`, with the warm weight fixed at
-        ``rank_weight_``, by the NDCG of full lists over every unseen item. The carve makes as
-        many items cold (all their interactions held out) as the training catalog has items
-        without interactions (between 2% and 50%; 10% when it has none), beside 10% of the
-        other interactions; 0 for user-based models, without item text, and on a carve too
-        small to hold cold items."""
+        """The text weight of pairs with an item without training interactions (a cold item:
+        its S_k is 0, so it is scored by text alone): the configured one (``rank_weight``
+        when only that is given), else the warm weight ``rank_weight_`` chosen on the
+        validation carve -- whose catalog holds the cold items too, so it weighs them against
+        the warm ones at the mix the lists meet -- and at least :data:`COLD_TEXT_FLOOR`: with
+        a warm weight of 0 the cold items are still ordered by their text, below every item
+        that has a CF score. 0 for user-based models, without item text and for lists from
+        the rating model. (A separate weight chosen on a cold-item carve was tried: a carve
+        cannot tell items that lost their interactions from catalog items that never had any
+        -- 90% of the Amazon gift-card catalog -- and flooded warm lists with the latter.)"""
         tc = self.text_config
         if self.user_based or not (np.linalg.norm(self.item_vectors_, axis=1) > 0).any():
             return 0.0, []
@@ -505,33 +507,7 @@ class _TextKNN(_KNN):
             return float(tc.cold_rank_weight), []
         if tc.rank_weight is not None:  # a fixed text weight holds for every pair
             return float(tc.rank_weight), []
-        from llmcf.eval.select import select
-
-        warm = float(self.rank_weight_)
-
-        shared: dict[int, Any] = {}
-
-        def fit(data: Dataset, setting: dict[str, Any]) -> Any:
-            return self._ranking_probe(data, warm, setting["cold_rank_weight"], shared)
-
-        grid = [{"cold_rank_weight": w} for w in RANK_WEIGHT_GRID]
-        # as many items go cold in the carve as the training catalog has cold items (their
-        # weight trades cold against warm items in every list, so the carve keeps the mix
-        # the lists will meet); 10% when the catalog has none (items added later by text)
-        share = float(np.mean(np.bincount(dataset.item_idx, minlength=dataset.n_items) == 0))
-        cold_items = min(max(share, COLD_SHARE_MIN), COLD_SHARE_MAX) if share > 0 else 0.1
-        try:
-            best, table = select(
-                grid,
-                fit,
-                dataset,
-                fraction=tc.tune_fraction,
-                seed=tc.tune_seed,
-                cold_items=cold_items,
-            )
-        except ConfigError:  # too few items or interactions to carve cold items from
-            return 0.0, []
-        return float(best["cold_rank_weight"]), table
+        return max(float(self.rank_weight_), COLD_TEXT_FLOOR), []
 
     def _text_weights(self) -> tuple[float, float]:
         """``(w, w_cold)``: text weights of the T-ranking for warm pairs and for pairs with an
