@@ -98,7 +98,9 @@ def _baselines(args: argparse.Namespace) -> list[str]:
 def _paired_methods(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``--paired A:B,...`` as pairs of method names (each a model or baseline of the run)."""
     pairs = []
+    stages = [r for r in (args.rerank or []) if r != "none"]
     known = set(args.model) | set(_baselines(args))
+    known |= {f"{m}+{r}" for m in args.model for r in stages}
     for text in getattr(args, "paired", None) or []:
         a, sep, b = text.partition(":")
         if not sep or not a or not b:

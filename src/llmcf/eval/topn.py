@@ -373,7 +373,13 @@ def evaluate_topn(
                 }
             )
             if learned is not None:
-                rows.append(_learned_row(name, learned, options, train, users, rel_rows, n, base))
+                row, items = _learned_row(name, learned, options, train, users, rel_rows, n, base)
+                rows.append(row)
+                if per_user is not None:
+                    per_user[(row["model"], fold.name)] = {
+                        "users": users,
+                        **per_user_metrics(items, rel_rows, n),
+                    }
             for rname, factory in rerankers.items():
                 if texts is None:
                     texts = _item_texts(fold.dataset)
@@ -403,6 +409,11 @@ def evaluate_topn(
                 )
                 pipe.cache = _NoCache()
                 items, results = pipe.recommend_many(users, n)
+                if per_user is not None:
+                    per_user[(f"{name}+{rname}", fold.name)] = {
+                        "users": users,
+                        **per_user_metrics(items, rel_rows, n),
+                    }
                 lat = pipe.latency.percentiles()
                 rows.append(
                     {
@@ -448,8 +459,8 @@ def _learned_row(
     rel_rows: Any,
     n: int,
     base: dict[str, Any],
-) -> dict[str, Any]:
-    """The ``<name>+learned`` row of one fold (see :func:`evaluate_topn`)."""
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The ``<name>+learned`` row of one fold (see :func:`evaluate_topn`) and its lists."""
     from llmcf.models import make_model
 
     model = make_model("learned", **{**options, **learned, "retriever": name})
@@ -461,7 +472,7 @@ def _learned_row(
     rec_s = time.perf_counter() - t0
     m = model.config.n_candidates
     retr = ranking_report(model.stage_.retriever.recommend_many(users, m).items, rel_rows, m)
-    return {
+    row = {
         "model": f"{name}+learned",
         **base,
         "fit_seconds": fit_s,
@@ -472,6 +483,7 @@ def _learned_row(
         "n_candidates": m,
         "learned_validation_ndcg@10": model.fit_info_.get("validation_ndcg@10"),
     }
+    return row, recs.items
 
 
 def _random_row(
