@@ -31,11 +31,12 @@ evaluations, in ``ceil(tokens / n_batch)`` decodes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,12 +227,7 @@ class LlamaScorer:
     ) -> np.ndarray:
         """``(len(branches), len(token_ids))`` logits (or log-probabilities with
         ``log_softmax``) of the next token after ``shared + branch`` for every branch."""
-        shared_ids = [int(t) for t in shared]
-        branch_ids = [[int(t) for t in b] for b in branches]
-        if any(len(b) == 0 for b in branch_ids):
-            raise ScorerError("every branch needs at least one token")
-        if not shared_ids:
-            raise ScorerError("the shared prefix is empty")
+        shared_ids, branch_ids = _prompts(shared, branches)
         ids = np.asarray(token_ids, dtype=np.int64)
         out = np.empty((len(branch_ids), len(ids)), dtype=np.float64)
         n_shared = len(shared_ids)
@@ -240,6 +236,31 @@ class LlamaScorer:
             raise ScorerError(
                 f"prompt of {n_shared + longest} tokens exceeds the context of {self.n_ctx}"
             )
+        with self._session(shared_ids, timeout) as (stats, todo):
+            # group branches so that each group fits the sequences and the KV cells
+            groups = self._groups(n_shared, [len(b) for b in branch_ids])
+            for g, group in enumerate(groups):
+                if g > 0:
+                    self._lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
+                rows = list(todo)
+                todo = []
+                for s, j in enumerate(group):
+                    branch = branch_ids[j]
+                    last = len(branch) - 1
+                    rows.extend((t, n_shared + k, s, k == last) for k, t in enumerate(branch))
+                self._run(rows, group, ids, out, log_softmax)
+                stats.evaluated += len(rows)
+            self._cached = shared_ids
+        return out
+
+    @contextlib.contextmanager
+    def _session(
+        self, shared_ids: list[int], timeout: float | None
+    ) -> Iterator[tuple[ScorerStats, list[tuple[int, int, int, bool]]]]:
+        """One call's hold on the context: the lock, fresh stats (``last``, added to
+        ``total``), the deadline, and the KV cache trimmed to the longest cached prefix of
+        ``shared_ids``; yields the stats and the batch rows of the shared tokens still to
+        decode."""
         with self._lock:
             if not self._ctx:
                 raise ScorerError("the scorer is closed")
@@ -256,35 +277,26 @@ class LlamaScorer:
                 self._lib.llama_memory_seq_rm(self._mem, -1, keep, -1)
                 self._cached = shared_ids[:keep]
                 stats.reused = keep
-                todo = [(t, keep + k, -1, False) for k, t in enumerate(shared_ids[keep:])]
-                # group branches so that each group fits the sequences and the KV cells
-                groups: list[list[int]] = [[]]
-                cells = n_shared
-                for j, branch in enumerate(branch_ids):
-                    if len(groups[-1]) >= self.n_seq_max or cells + len(branch) > self.n_ctx:
-                        groups.append([])
-                        cells = n_shared
-                    groups[-1].append(j)
-                    cells += len(branch)
-                for g, group in enumerate(groups):
-                    if g > 0:
-                        self._lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
-                    rows = list(todo)
-                    todo = []
-                    for s, j in enumerate(group):
-                        branch = branch_ids[j]
-                        last = len(branch) - 1
-                        rows.extend((t, n_shared + k, s, k == last) for k, t in enumerate(branch))
-                    self._run(rows, group, ids, out, log_softmax)
-                    stats.evaluated += len(rows)
-                self._cached = shared_ids
+                yield stats, [(t, keep + k, -1, False) for k, t in enumerate(shared_ids[keep:])]
             finally:
                 self._deadline = None
                 stats.seconds = time.perf_counter() - t0
                 stats.cpu_seconds = time.process_time() - c0
                 for name in ScorerStats.__slots__:
                     setattr(self.total, name, getattr(self.total, name) + getattr(stats, name))
-        return out
+
+    def _groups(self, n_shared: int, cells_per_branch: list[int]) -> list[list[int]]:
+        """Branch indices in groups that fit ``n_seq_max`` sequences and the KV cells (the
+        shared prefix once plus each branch's cells)."""
+        groups: list[list[int]] = [[]]
+        cells = n_shared
+        for j, need in enumerate(cells_per_branch):
+            if len(groups[-1]) >= self.n_seq_max or cells + need > self.n_ctx:
+                groups.append([])
+                cells = n_shared
+            groups[-1].append(j)
+            cells += need
+        return groups
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """The text of ``tokens`` (special tokens rendered as text, e.g. ``<|im_end|>``)."""
@@ -318,12 +330,7 @@ class LlamaScorer:
         an end-of-generation token (not returned) or after ``max_tokens`` tokens. Branches
         beyond ``n_seq_max`` or the KV cells (prompt + ``max_tokens`` each) run in groups.
         Returns the generated token ids per branch."""
-        shared_ids = [int(t) for t in shared]
-        branch_ids = [[int(t) for t in b] for b in branches]
-        if any(len(b) == 0 for b in branch_ids):
-            raise ScorerError("every branch needs at least one token")
-        if not shared_ids:
-            raise ScorerError("the shared prefix is empty")
+        shared_ids, branch_ids = _prompts(shared, branches)
         if max_tokens < 1:
             raise ScorerError(f"max_tokens must be >= 1, got {max_tokens}")
         n_shared = len(shared_ids)
@@ -335,72 +342,42 @@ class LlamaScorer:
             )
         out: list[list[int]] = [[] for _ in branch_ids]
         lib = self._lib
-        with self._lock:
-            if not self._ctx:
-                raise ScorerError("the scorer is closed")
-            stats = self.last = ScorerStats()
-            t0, c0 = time.perf_counter(), time.process_time()
-            self._deadline = None if timeout is None else time.monotonic() + timeout
-            self._aborted = False
-            try:
-                keep = 0
-                for old, new in zip(self._cached, shared_ids, strict=False):
-                    if old != new:
-                        break
-                    keep += 1
-                lib.llama_memory_seq_rm(self._mem, -1, keep, -1)
-                self._cached = shared_ids[:keep]
-                stats.reused = keep
-                todo = [(t, keep + k, -1, False) for k, t in enumerate(shared_ids[keep:])]
-                groups: list[list[int]] = [[]]
-                cells = n_shared
-                for j in range(len(branch_ids)):
-                    if len(groups[-1]) >= self.n_seq_max or cells + need[j] > self.n_ctx:
-                        groups.append([])
-                        cells = n_shared
-                    groups[-1].append(j)
-                    cells += need[j]
-                for group in groups:
-                    lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
-                    rows = list(todo)
-                    todo = []
-                    pos: dict[int, int] = {}
-                    for s, j in enumerate(group):
-                        branch = branch_ids[j]
-                        last = len(branch) - 1
-                        rows.extend((t, n_shared + k, s, k == last) for k, t in enumerate(branch))
-                        pos[s] = n_shared + len(branch)
-                    for step in range(max_tokens):
-                        nxt: list[tuple[int, int, int, bool]] = []
-                        for start in range(0, len(rows), self.n_batch):
-                            chunk = rows[start : start + self.n_batch]
-                            self._decode(chunk)
-                            stats.evaluated += len(chunk)
-                            for i, (_tok, _pos, s, output) in enumerate(chunk):
-                                if not output:
-                                    continue
-                                ptr = lib.llama_get_logits_ith(self._ctx, i)
-                                if not ptr:  # pragma: no cover - NULL only for bad indices
-                                    raise ScorerError(f"no logits for batch row {i}")
-                                token = int(np.ctypeslib.as_array(ptr, (self.n_vocab,)).argmax())
-                                if self.is_end(token):
-                                    continue
-                                out[group[s]].append(token)
-                                if step + 1 < max_tokens:
-                                    nxt.append((token, pos[s], s, True))
-                                    pos[s] += 1
-                        self._cached = shared_ids  # the shared prefix is in the cache now
-                        rows = nxt
-                        if not rows:
-                            break
+        with self._session(shared_ids, timeout) as (stats, todo):
+            for group in self._groups(n_shared, need):
                 lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
-                self._cached = shared_ids
-            finally:
-                self._deadline = None
-                stats.seconds = time.perf_counter() - t0
-                stats.cpu_seconds = time.process_time() - c0
-                for name in ScorerStats.__slots__:
-                    setattr(self.total, name, getattr(self.total, name) + getattr(stats, name))
+                rows = list(todo)
+                todo = []
+                pos: dict[int, int] = {}
+                for s, j in enumerate(group):
+                    branch = branch_ids[j]
+                    last = len(branch) - 1
+                    rows.extend((t, n_shared + k, s, k == last) for k, t in enumerate(branch))
+                    pos[s] = n_shared + len(branch)
+                for step in range(max_tokens):
+                    nxt: list[tuple[int, int, int, bool]] = []
+                    for start in range(0, len(rows), self.n_batch):
+                        chunk = rows[start : start + self.n_batch]
+                        self._decode(chunk)
+                        stats.evaluated += len(chunk)
+                        for i, (_tok, _pos, s, output) in enumerate(chunk):
+                            if not output:
+                                continue
+                            ptr = lib.llama_get_logits_ith(self._ctx, i)
+                            if not ptr:  # pragma: no cover - NULL only for bad indices
+                                raise ScorerError(f"no logits for batch row {i}")
+                            token = int(np.ctypeslib.as_array(ptr, (self.n_vocab,)).argmax())
+                            if self.is_end(token):
+                                continue
+                            out[group[s]].append(token)
+                            if step + 1 < max_tokens:
+                                nxt.append((token, pos[s], s, True))
+                                pos[s] += 1
+                    self._cached = shared_ids  # the shared prefix is in the cache now
+                    rows = nxt
+                    if not rows:
+                        break
+            lib.llama_memory_seq_rm(self._mem, -1, n_shared, -1)
+            self._cached = shared_ids
         return out
 
     def _run(
@@ -428,3 +405,16 @@ class LlamaScorer:
                     top = float(row.max())
                     values -= top + float(np.log(np.exp(row - top).sum(dtype=np.float64)))
                 out[group[seq]] = values
+
+
+def _prompts(
+    shared: Sequence[int], branches: Sequence[Sequence[int]]
+) -> tuple[list[int], list[list[int]]]:
+    """``(shared, branches)`` as int lists; a clear error for an empty prefix or branch."""
+    shared_ids = [int(t) for t in shared]
+    branch_ids = [[int(t) for t in b] for b in branches]
+    if any(len(b) == 0 for b in branch_ids):
+        raise ScorerError("every branch needs at least one token")
+    if not shared_ids:
+        raise ScorerError("the shared prefix is empty")
+    return shared_ids, branch_ids
