@@ -45,10 +45,23 @@ def run(args: argparse.Namespace) -> int:
          "--k", "5,10,15,20,40", "--report", str(out / "results.json"),
          "--plot", str(out / "mae_vs_k.png")]
     )  # fmt: skip
-    print("\nllmcf demo 2/4 -- top-N: full ranking over unseen items, relevant = rating >= 4\n")
+    import importlib.util
+
+    learned = importlib.util.find_spec("lightgbm") is not None  # the `rank` extra
+    print("\nllmcf demo 2/4 -- top-N: full ranking over unseen items, relevant = rating >= 4;")
+    print(
+        "EASE with and without item text, item-kNN"
+        + (
+            ", and the learned second stage over EASE's top 50"
+            if learned
+            else " (pip install 'llmcf[rank]' adds the learned second stage)"
+        )
+        + "\n"
+    )
     status |= evaluate(
         ["--task", "topn", "--data", data, "--split", "u1", "--relevance", "4",
-         "--model", "item-knn,t-item-knn,user-knn", "--n", "10"]
+         "--model", "item-knn,ease,t-ease", "--n", "10", "--paired", "ease:t-ease",
+         *(["--rerank", "learned"] if learned else [])]
     )  # fmt: skip
     print("\nllmcf demo 3/4 -- the two-stage pipeline: CF candidates re-ranked")
     run_demo_rerank(data, quiet=args.quiet)
