@@ -229,7 +229,7 @@ def test_demo_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-d
     assert (tmp_path / "demo" / "mae_vs_k.png").exists()
     out = capsys.readouterr().out
     assert "t-item-knn" in out and "t-user-knn" in out  # the paper's experiment
-    assert "ndcg@10" in out  # top-N
+    assert "ndcg@10" in out and "t-ease" in out  # top-N, EASE with item text
     assert "POST /v1/events" in out and "GET /v1/users/196/recommendations" in out  # service
 
 
