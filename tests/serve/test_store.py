@@ -105,3 +105,30 @@ def test_urls(tmp_path) -> None:
     assert normalize_url("postgresql://a:b@h/db") == "postgresql+psycopg://a:b@h/db"
     with pytest.raises(ConfigError, match="cannot"):
         EventStore.open("nosuchdialect://x/y")
+
+
+def test_users_since_with_a_lookback_sees_a_commit_below_the_cursor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL may commit an event after a higher seq was read: the follower re-reads a
+    window below its cursor and reports such an event once (and no event twice)."""
+    from llmcf.serve.tables import events
+
+    store = EventStore.open(tmp_path / "e.sqlite")
+    try:
+        store.add_events([Event("u1", "i1", "view"), Event("u2", "i2", "view")])
+        seen: set[int] = set()
+        last, users = store.users_since(0, lookback=100, seen=seen)
+        assert users == {"u1", "u2"} and last == 2
+        with store.engine.begin() as conn:  # seq 5 read first; seq 4 "commits" late
+            conn.execute(events.insert().values(seq=5, user_id="u5", item_id="i", type="view",
+                                                timestamp=0, received_at=0))  # fmt: skip
+        last, users = store.users_since(last, lookback=100, seen=seen)
+        assert users == {"u5"} and last == 5
+        with store.engine.begin() as conn:
+            conn.execute(events.insert().values(seq=4, user_id="u4", item_id="i", type="view",
+                                                timestamp=0, received_at=0))  # fmt: skip
+        assert store.users_since(last, lookback=100, seen=seen) == (5, {"u4"})
+        assert store.users_since(last, lookback=100, seen=seen) == (5, set())  # once only
+        # without a lookback the late commit is skipped (what the follower did before)
+        assert store.users_since(5) == (5, set())
+    finally:
+        store.close()

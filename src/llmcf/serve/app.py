@@ -495,6 +495,10 @@ def app_from_env() -> Any:
     return create_app(ServeSettings(**raw))
 
 
+#: seqs below the newest read that the follower re-reads (commits out of seq order)
+FOLLOW_LOOKBACK = 1000
+
+
 async def _follow_store(state: AppState) -> None:
     """Learn of events that other server processes stored: every ``follow_interval`` seconds,
     one indexed query for the events after the newest seen; their users' cached histories and
@@ -508,10 +512,13 @@ async def _follow_store(state: AppState) -> None:
     except Exception as exc:
         log.warning("cannot follow the event store (%s): other processes' events are not seen", exc)
         return
+    seen: set[int] = set()  # the seqs of the lookback window already handled
     while True:
         await asyncio.sleep(interval)
         try:
-            last, users = await asyncio.to_thread(state.store.users_since, last)
+            last, users = await asyncio.to_thread(
+                state.store.users_since, last, lookback=FOLLOW_LOOKBACK, seen=seen
+            )
         except Exception as exc:  # a passing store error: try again next time
             log.debug("following the event store failed: %s", exc)
             continue

@@ -421,24 +421,40 @@ class EventStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(events)).scalar() or 0)
 
-    def users_since(self, seq: int, limit: int = 100_000) -> tuple[int, set[str]]:
+    def users_since(
+        self, seq: int, limit: int = 100_000, *, lookback: int = 0, seen: set[int] | None = None
+    ) -> tuple[int, set[str]]:
         """``(newest seq, users)`` of the events stored after ``seq`` (at most ``limit``
         events; call again from the returned seq for the rest). How a server process learns
-        of the events other processes wrote."""
+        of the events other processes wrote.
+
+        ``lookback`` > 0 also re-reads the ``lookback`` seqs at or below ``seq`` and reports
+        the users of those not in ``seen`` (which it updates, keeping only that window):
+        PostgreSQL hands out seqs at insert but commits can arrive out of seq order, so an
+        event committed after a higher seq was read would otherwise be skipped for good."""
         from sqlalchemy import select
 
         from llmcf.serve.tables import events
 
+        floor = max(0, int(seq) - int(lookback)) if lookback > 0 else int(seq)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(events.c.seq, events.c.user_id)
-                .where(events.c.seq > int(seq))
+                .where(events.c.seq > floor)
                 .order_by(events.c.seq)
-                .limit(int(limit))
+                .limit(int(limit) + max(0, int(seq) - floor))
             ).all()
-        if not rows:
-            return int(seq), set()
-        return int(rows[-1][0]), {str(r[1]) for r in rows}
+        if seen is None:
+            fresh = [r for r in rows if int(r[0]) > int(seq)]
+        else:
+            fresh = [r for r in rows if int(r[0]) > int(seq) or int(r[0]) not in seen]
+        newest = max([int(seq), *(int(r[0]) for r in rows)])
+        if seen is not None:
+            seen.update(int(r[0]) for r in rows)
+            low = newest - int(lookback)
+            for q in [q for q in seen if q <= low]:
+                seen.discard(q)
+        return newest, {str(r[1]) for r in fresh}
 
     def max_seq(self) -> int:
         from sqlalchemy import func, select
