@@ -11,7 +11,12 @@ from tests.serve.conftest import API_KEY, ServerProcess
 
 
 def _items(url: str, user: str) -> list[str]:
-    r = httpx.get(f"{url}/v1/users/{user}/recommendations", params={"n": 10}, timeout=5)
+    deadline = time.monotonic() + 60
+    while True:  # with --workers, a worker still loading its model answers 503 (by design)
+        r = httpx.get(f"{url}/v1/users/{user}/recommendations", params={"n": 10}, timeout=5)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert r.status_code == 200, r.text
     return [i["item_id"] for i in r.json()["items"]]
 
