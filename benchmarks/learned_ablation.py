@@ -32,21 +32,6 @@ from typing import Any
 import numpy as np
 
 
-def _ndcg_of_groups(scores: np.ndarray, y: np.ndarray, group: np.ndarray, n: int) -> float:
-    """Mean NDCG@n of the queries (rows grouped by ``group``) ordered by ``scores``."""
-    out = []
-    start = 0
-    disc = 1.0 / np.log2(np.arange(2, n + 2))
-    for g in group.tolist():
-        s, lab = scores[start : start + g], y[start : start + g]
-        start += g
-        order = np.argsort(-s, kind="stable")[:n]
-        dcg = float((lab[order] * disc[: len(order)]).sum())
-        ideal = float(disc[: min(int(lab.sum()), n)].sum())
-        out.append(dcg / ideal if ideal > 0 else 0.0)
-    return float(np.mean(out)) if out else float("nan")
-
-
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Paired comparison of per-user values ``b - a``: mean, relative change, 95% CI, p."""
     from scipy import stats
@@ -77,7 +62,13 @@ def select_carves(args: argparse.Namespace, counts: list[int]) -> dict[str, floa
     trains on) of a seeded 20% of the users (whom no setting trains on); setting c trains
     (:func:`~llmcf.rerank.learned.train_ranker`) on carves ``0..c-1`` of the other users."""
     from llmcf.eval.runner import iter_folds
-    from llmcf.rerank.learned import LearnedConfig, LearnedRanker, train_ranker, validation_queries
+    from llmcf.rerank.learned import (
+        LearnedConfig,
+        LearnedRanker,
+        group_ndcg,
+        train_ranker,
+        validation_queries,
+    )
 
     fold = next(iter(iter_folds(args.data, args.split, seed=0)))
     train = fold.dataset.subset(fold.train)
@@ -90,14 +81,14 @@ def select_carves(args: argparse.Namespace, counts: list[int]) -> dict[str, floa
     carve = ts.carves()
     score = ts.take(held_users & (carve == top))
     rank_col = ts.names.index("retriever_rank")
-    out = {"retriever": _ndcg_of_groups(-score.X[:, rank_col], score.y, score.group, args.n)}
+    out = {"retriever": group_ndcg(-score.X[:, rank_col], score.y, score.group, args.n)}
     import lightgbm as lgb
 
     for c in counts:
         sub = ts.take(~held_users & (carve < c))
         text, _ = train_ranker(sub, model.columns, cfg)
         pred = lgb.Booster(model_str=text).predict(score.X[:, model.columns])
-        out[f"n_carves={c}"] = _ndcg_of_groups(pred, score.y, score.group, args.n)
+        out[f"n_carves={c}"] = group_ndcg(pred, score.y, score.group, args.n)
     return out
 
 
@@ -106,7 +97,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from llmcf.eval.runner import iter_folds
     from llmcf.eval.topn import relevant_pairs
     from llmcf.rerank.features import FAMILIES, feature_names
-    from llmcf.rerank.learned import LearnedConfig, LearnedRanker, TrainingSet, validation_queries
+    from llmcf.rerank.learned import (
+        LearnedConfig,
+        LearnedRanker,
+        TrainingSet,
+        group_ndcg,
+        validation_queries,
+    )
 
     n = args.n
     base_cfg = {
@@ -114,6 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_candidates": args.m,
         "n_carves": args.carves,
         "carve": args.carve,
+        "gate": False,  # every variant's own ranker, even where the gate would drop it
     }
     full = tuple(f for f in FAMILIES)
     variants: dict[str, tuple[str, ...]] = {"all": full}
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_user["retriever"]["ndcg"].append(ndcg_at_n(retr_items, rel[users], n))
         per_user["retriever"]["recall"].append(recall_at_n(retr_items, rel[users], n))
         rank_col = ts.names.index("retriever_rank")
-        validation["retriever"].append(_ndcg_of_groups(-stop.X[:, rank_col], stop.y, stop.group, n))
+        validation["retriever"].append(group_ndcg(-stop.X[:, rank_col], stop.y, stop.group, n))
         row: dict[str, Any] = {"fold": fold.name, "n_users": len(users), "n_queries": len(ts.group)}
         for name, fams in variants.items():
             if name.startswith("-model:"):  # one feature model removed: its columns and scorer

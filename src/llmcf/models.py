@@ -38,6 +38,7 @@ def _register_lazy() -> None:
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "ease_lambda": ("ease", "t-ease"),
     "ease_threshold": ("ease", "t-ease"),
+    "learned_options": ("learned",),
 }
 
 

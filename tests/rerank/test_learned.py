@@ -81,6 +81,7 @@ SMALL = {
     "early_stopping": 10,
     "min_child_samples": 5,
     "num_leaves": 7,
+    "gate": False,  # these tests check the ranker itself; the gate has its own test
 }
 
 
@@ -262,7 +263,7 @@ def test_no_invented_duplicated_or_missing_item(seed: int, n: int, m: int, retri
         )
 
 
-def test_evaluate_rejects_learned_with_sampled_or_cold(fitted) -> None:
+def test_evaluate_rejects_learned_with_sampled(fitted) -> None:
     from llmcf.eval.split import holdout_split
     from llmcf.eval.topn import evaluate_topn
 
@@ -271,8 +272,87 @@ def test_evaluate_rejects_learned_with_sampled_or_cold(fitted) -> None:
     folds = [SimpleNamespace(name="h", dataset=data, train=fold.train, test=fold.test)]
     with pytest.raises(ConfigError, match="full ranking"):
         evaluate_topn(folds, ["ease"], sampled=5, learned={}, progress=False)
-    with pytest.raises(ConfigError, match="cold"):
-        evaluate_topn(folds, ["ease"], candidates="cold", learned={}, progress=False)
+
+
+def test_candidate_sets_reach_the_retriever_top_m(fitted) -> None:
+    """With a candidate set (cold items) the stage re-ranks the retriever's top M of those
+    items, not its top M overall cut to them."""
+    model, data = fitted
+    users = np.arange(data.n_users)
+    allowed = np.arange(0, data.n_items, 4)
+    recs = model.recommend_many(users, 5, candidates=allowed)
+    assert np.isin(recs.items, allowed).all()
+    h = training_histories(model, users)
+    h.allowed = np.isin(np.arange(data.n_items), allowed)
+    cands, _ = model.stage_.candidates(h, model.config.n_candidates)
+    assert np.isin(cands[cands >= 0], allowed).all()
+    # every listed item was scored by the ranker (none is padding), as far as candidates go
+    unseen = [len(set(allowed.tolist()) - set(data.matrix()[u].indices.tolist())) for u in users]
+    assert (recs.n_scored == np.minimum(5, unseen)).all()
+
+
+def test_evaluate_learned_on_cold_candidates() -> None:
+    from llmcf.eval.split import coldstart_items_split
+    from llmcf.eval.topn import evaluate_topn
+
+    data = grouped_dataset(n_users=60, n_items=48)
+    fold = coldstart_items_split(data, 0.25, seed=0)[0]
+    folds = [SimpleNamespace(name="c", dataset=data, train=fold.train, test=fold.test)]
+    rows = evaluate_topn(
+        folds, ["ease"], n=5, candidates="cold", learned=dict(SMALL), progress=False
+    )
+    assert [r["model"] for r in rows] == ["ease", "ease+learned"]
+    assert all(r["candidates"] == "cold" for r in rows)
+
+
+def _ts(X: np.ndarray, y: np.ndarray, groups: int, names: list[str]) -> object:
+    from llmcf.rerank.learned import TrainingSet
+
+    g = len(y) // groups
+    users = np.arange(groups)
+    return TrainingSet(X, y, np.full(groups, g, np.int64), users, names)
+
+
+def test_the_gate_keeps_the_retriever_order_when_the_ranker_is_not_better() -> None:
+    from llmcf.rerank.learned import train_ranker
+
+    rng = np.random.default_rng(0)
+    q, m = 120, 10
+    y = np.zeros((q, m))
+    y[np.arange(q), rng.integers(0, m, q)] = 1.0
+    noise = rng.normal(size=(q, m))
+    names = ["retriever_score", "retriever_z", "retriever_rank", "signal"]
+    # the retriever's rank is perfect: nothing can beat it, the gate keeps its order
+    perfect_rank = np.where(y > 0, 0.0, 1.0 + np.arange(m)[None, :])
+    X = np.stack([noise, noise, perfect_rank, noise], axis=2).reshape(q * m, 4)
+    cfg = LearnedConfig(**{**SMALL, "gate": True})  # type: ignore[arg-type]
+    text, info = train_ranker(_ts(X, y.ravel(), q, names), [0, 1, 2, 3], cfg)  # type: ignore[arg-type]
+    assert text == "" and info["validation_retriever_ndcg@10"] == pytest.approx(1.0)
+    # a random retriever order and a perfect other feature: the ranker is kept
+    X2 = np.stack([noise, noise, np.tile(np.arange(m, dtype=float), (q, 1)), y], axis=2)
+    text, info = train_ranker(_ts(X2.reshape(q * m, 4), y.ravel(), q, names), [0, 1, 2, 3], cfg)  # type: ignore[arg-type]
+    assert text.startswith("tree")
+    assert info["validation_ndcg@10"] > info["validation_retriever_ndcg@10"]
+    off = LearnedConfig(**{**SMALL, "gate": False})  # type: ignore[arg-type]
+    text, _ = train_ranker(_ts(X, y.ravel(), q, names), [0, 1, 2, 3], off)  # type: ignore[arg-type]
+    assert text.startswith("tree")
+
+
+def test_a_gated_fit_serves_the_retriever_order_and_says_why() -> None:
+    data = random_dataset(3, n_users=80, n_items=30, density=0.3)
+    model = small_ranker(gate=True).fit(data)
+    info = model.fit_info_
+    users = np.arange(data.n_users)
+    if model.ranker_text_:
+        assert info["validation_ndcg@10"] > info["validation_retriever_ndcg@10"]
+        assert model.chosen_settings()["stage"] == "ranker"
+    else:
+        assert "is not above" in (model.fit_note_ or "")
+        assert model.chosen_settings()["stage"] == "retriever order"
+        np.testing.assert_array_equal(
+            model.recommend_many(users, 5).items,
+            model.stage_.retriever.recommend_many(users, 5).items,
+        )
 
 
 def test_last_carves_hold_out_each_users_latest_interactions() -> None:
@@ -307,3 +387,171 @@ def test_real_minilm_text_features(tmp_path, monkeypatch) -> None:
     cos = X[0, :, feature_names(model.config.feature_models).index("text_mean_cos")]
     space = items[0] % 3 == 0
     assert cos[space].mean() > cos[~space].mean()
+
+
+# ---------------------------------------------------------------------- the llm family
+def genre_llm() -> object:
+    """A scripted model that says yes to candidates of the genre most of the history shows."""
+    from tests.rerank.fakes import FakeLLM
+
+    def yes_no(prompt: object) -> np.ndarray:
+        liked = prompt.history  # type: ignore[attr-defined]
+        genre = max(GENRES, key=liked.count)
+        return np.array([3.0 if genre in c else -3.0 for c in prompt.candidates])  # type: ignore[attr-defined]
+
+    return FakeLLM(yes_no=yes_no)
+
+
+ALL_FAMILIES = ("retriever", "cf", "text", "popularity", "llm")
+
+
+def test_llm_columns_judge_the_top_candidates_only() -> None:
+    data = grouped_dataset()
+    llm = genre_llm()
+    model = small_ranker(families=ALL_FAMILIES, llm_candidates=5, llm_history=3)
+    model._llm_client = llm
+    stage = model.build_stage(data, model.item_vectors(data))
+    users = np.arange(6)
+    h = training_histories(stage.retriever, users)
+    items, X = stage.features(h, 12)
+    names = feature_names(model.config.feature_models)
+    raw = X[:, :, names.index("llm_yes_no")]
+    z = X[:, :, names.index("llm_z")]
+    assert np.isfinite(raw[:, :5]).all() and np.isnan(raw[:, 5:]).all()
+    assert np.isnan(z[:, 5:]).all() and np.allclose(np.nanmean(z, axis=1), 0.0, atol=1e-6)
+    genre_of_user = users % 3
+    same = items[:, :5] % 3 == genre_of_user[:, None]
+    assert (raw[:, :5][same] > 0).all() and (raw[:, :5][~same] < 0).all()
+    # the prompt shows the user's three best-rated items, best last
+    prompt = llm.calls[0][1]  # type: ignore[attr-defined]
+    R = data.matrix()
+    best = R[0].indices[np.argsort(R[0].data, kind="stable")][-3:]
+    assert all(f"Movie {i} " in prompt.history for i in best.tolist())
+    # a second pass reads the cache: no new call
+    n_calls = len(llm.calls)  # type: ignore[attr-defined]
+    stage.features(h, 12)
+    assert len(llm.calls) == n_calls  # type: ignore[attr-defined]
+    # without the family the columns are missing values
+    plain = small_ranker().build_stage(data, model.item_vectors(data))
+    _, X0 = plain.features(h, 12)
+    assert np.isnan(X0[:, :, names.index("llm_yes_no")]).all()
+
+
+def test_llm_failures_are_missing_values_not_errors() -> None:
+    from tests.rerank.fakes import FakeLLM
+
+    data = grouped_dataset(n_users=12, n_items=15)
+    bad = FakeLLM(yes_no=lambda p: np.array([np.nan] * len(p.candidates)))
+    model = small_ranker(families=ALL_FAMILIES, llm_candidates=4)
+    model._llm_client = bad
+    stage = model.build_stage(data, model.item_vectors(data))
+    h = training_histories(stage.retriever, np.arange(3))
+    _, X = stage.features(h, 6)
+    names = feature_names(model.config.feature_models)
+    assert np.isnan(X[:, :, names.index("llm_yes_no")]).all()
+    assert len(stage.llm.cache) == 0  # an unusable answer is not cached
+
+
+def test_fit_with_the_llm_family_caps_queries_saves_and_loads(tmp_path) -> None:
+    data = grouped_dataset()
+    model = small_ranker(families=ALL_FAMILIES, llm_train_users=15, n_carves=2)
+    model._llm_client = genre_llm()
+    model.fit(data)
+    assert model.ranker_text_.startswith("tree")
+    assert model.fit_info_["n_queries"] <= 2 * 15
+    users = np.arange(data.n_users)
+    before = model.recommend_many(users, 6)
+    model.save(str(tmp_path / "m"))
+    back = load_model(tmp_path / "m")
+    assert back.llm_texts_ == model.llm_texts_ and len(back.llm_texts_) == data.n_items
+    back._llm_client = genre_llm()  # a loaded stage builds its language model on first use
+    after = back.recommend_many(users, 6)
+    np.testing.assert_array_equal(before.items, after.items)
+    # the judgement carries weight: beside the retriever alone the ranker uses it
+    import lightgbm as lgb
+
+    only = small_ranker(families=("llm",), llm_train_users=40)
+    only._llm_client = genre_llm()
+    only.fit(data)
+    gains = lgb.Booster(model_str=only.ranker_text_).feature_importance("gain")
+    names = [feature_names(only.config.feature_models)[c] for c in only.columns]
+    assert gains[names.index("llm_yes_no")] + gains[names.index("llm_z")] > 0
+
+
+def test_background_judgements_answer_at_once_then_from_the_cache() -> None:
+    import threading
+
+    from tests.rerank.fakes import FakeLLM
+
+    from llmcf.rerank.llm_feature import LLMFeature
+
+    data = grouped_dataset(n_users=12, n_items=15)
+    gate = threading.Event()
+
+    def slow(prompt: object) -> np.ndarray:
+        gate.wait(10)
+        return np.arange(len(prompt.candidates), dtype=float)  # type: ignore[attr-defined]
+
+    texts = list(data.item_catalog.fields["title"])
+    feat = LLMFeature(FakeLLM(yes_no=slow), texts, n_candidates=3, background=True)
+    model = small_ranker()
+    stage = model.build_stage(data, model.item_vectors(data))
+    h = training_histories(stage.retriever, np.arange(2))
+    items, _ = stage.candidates(h, 5)
+    first = feat.scores(h, items)
+    assert np.isnan(first).all()  # answered without waiting for the model
+    gate.set()
+    feat.wait()
+    second = feat.scores(h, items)
+    np.testing.assert_array_equal(second[:, :3], np.tile([0.0, 1.0, 2.0], (2, 1)))
+    assert np.isnan(second[:, 3:]).all()
+    feat.close()
+
+
+def test_learned_option_pairs_parse_to_typed_fields() -> None:
+    from llmcf.options import parse_option_pairs
+
+    got = parse_option_pairs(
+        LearnedConfig,
+        ["carve=last", "n-candidates=30", "gate=false", "families=cf,llm", "profiles=none"],
+        "--learned-option",
+    )
+    assert got == {
+        "carve": "last",
+        "n_candidates": 30,
+        "gate": False,
+        "families": ("cf", "llm"),
+        "profiles": None,
+    }
+    for bad, match in (
+        ("carve", "KEY=VALUE"),
+        ("nope=1", "unknown option 'nope'"),
+        ("n_candidates=many", "n_candidates='many': expected int"),
+        ("gate=maybe", "expected bool"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            parse_option_pairs(LearnedConfig, [bad], "--learned-option")
+    model = make_model("learned", learned_options=got | {"families": ("cf",)})
+    assert model.config.carve == "last" and model.config.families == ("retriever", "cf")
+
+
+def test_real_local_model_judges_candidates() -> None:
+    """The packaged 0.5B model once: its judgements fill the llm columns of real features."""
+    from tests.rerank.llm_fixtures import require_local_model
+
+    require_local_model()
+    data = grouped_dataset(n_users=24, n_items=24)
+    model = small_ranker(families=ALL_FAMILIES, llm_candidates=4, llm_train_users=12)
+    model.fit(data)
+    feat = model.stage_.llm
+    assert feat is not None and feat.computed > 0
+    assert feat.scorer.client.name == "llama.cpp:qwen2.5-0.5b"
+    h = training_histories(model, np.arange(3))
+    _, X = model.stage_.features(h, 8)
+    names = feature_names(model.config.feature_models)
+    raw = X[:, :4, names.index("llm_yes_no")]
+    assert np.isfinite(raw).all() and np.abs(raw).max() < 50
+    assert len(set(np.round(raw.ravel(), 4).tolist())) > 1  # judgements differ by candidate
+    recs = model.recommend_many(np.arange(data.n_users), 5)
+    assert (recs.items >= 0).all()
+    feat.close()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from llmcf.cli.parser import _data_options, _model_options
-from llmcf.errors import LlmcfError
+from llmcf.errors import ConfigError, LlmcfError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +147,10 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
 
     candidates = getattr(args, "candidates", "all")
     baselines = _baselines(args)
+    if model_options.get("learned_options") and not (
+        "learned" in (args.rerank or []) or "learned" in args.model
+    ):
+        raise ConfigError("--learned-option needs --rerank learned or --model learned")
     if list(getattr(args, "k", [40]) or [40]) != [40]:
         print(
             "warning: --k is the rating neighbour count; plain kNN ranks top-N with its ranking "
@@ -183,7 +187,9 @@ def run_evaluate_topn(args: argparse.Namespace, model_options: dict[str, Any]) -
         on_skip=lambda msg: print(f"warning: {msg}", file=sys.stderr),
         candidates=candidates,
         baselines=baselines,
-        learned={} if "learned" in (args.rerank or []) else None,
+        learned=(model_options.get("learned_options") or {})
+        if "learned" in (args.rerank or [])
+        else None,
         per_user=per_user,
     )
     elapsed = time.perf_counter() - t0

@@ -70,6 +70,15 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
         help="cosine, msd, pearson, pearson_baseline (default), adjusted_cosine",
     )
     p.add_argument("--prediction", default=None, help="basic, mean, zscore, baseline (default)")
+    p.add_argument(
+        "--learned-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of the learned second stage (repeatable), e.g. carve=last, "
+        "n_candidates=100, families=retriever,cf,text,popularity,llm, llm=local:qwen2.5-0.5b, "
+        "gate=false (the fields of llmcf.rerank.learned.LearnedConfig)",
+    )
     if many_k:
         p.add_argument(
             "--k", type=_int_list, default=[40], help="neighbour counts, e.g. 5,10,15,20,40"
@@ -171,6 +180,18 @@ def _add_model_options(p: argparse.ArgumentParser, *, many_k: bool) -> None:
     )
 
 
+def _learned_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--learned-option KEY=VALUE`` pairs as typed :class:`LearnedConfig` fields (None:
+    none given)."""
+    pairs = getattr(args, "learned_option", None)
+    if not pairs:
+        return None
+    from llmcf.options import parse_option_pairs
+    from llmcf.rerank.learned import LearnedConfig
+
+    return parse_option_pairs(LearnedConfig, pairs, "--learned-option")
+
+
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "similarity": args.similarity,
@@ -189,6 +210,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         },
         "tune": getattr(args, "tune", None),
         "ease_lambda": getattr(args, "ease_lambda", None),
+        "learned_options": _learned_options(args),
         **_item_text_options(args),
     }
 

@@ -18,7 +18,8 @@ Protocol (per fold):
   rows add ``n_cold_items``. Both modes pass the candidate set to ``model.recommend_many``
   (:func:`llmcf.ranking.path.rank`), nothing is re-ranked here. A fold without cold items
   raises :class:`~llmcf.errors.ConfigError`. ``"cold"`` combines with neither ``sampled``
-  nor re-rankers.
+  nor the embedding/LLM re-rankers; the learned stage (``learned``) draws its retriever's
+  top M from the cold items (``Histories.allowed``).
 * **random baseline** (``baselines=("random",)``; ``llmcf evaluate`` adds it by default
   with ``--candidates cold``): a row ``random`` per fold whose lists are a seeded uniformly
   random order of the same candidate set (the same users, exclusions and candidates, through
@@ -284,7 +285,7 @@ def evaluate_topn(
         raise ConfigError(
             "the learned second stage is evaluated with full ranking only; drop sampled"
         )
-    if candidates == "cold" and (rerankers or learned is not None):
+    if candidates == "cold" and rerankers:
         raise ConfigError(
             "candidates='cold' does not combine with re-rankers: the re-ranking pipeline "
             "ranks all unseen items"
@@ -373,7 +374,9 @@ def evaluate_topn(
                 }
             )
             if learned is not None:
-                row, items = _learned_row(name, learned, options, train, users, rel_rows, n, base)
+                row, items = _learned_row(
+                    name, learned, options, train, users, rel_rows, n, base, cand
+                )
                 rows.append(row)
                 if per_user is not None:
                     per_user[(row["model"], fold.name)] = {
@@ -459,22 +462,28 @@ def _learned_row(
     rel_rows: Any,
     n: int,
     base: dict[str, Any],
+    cand: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The ``<name>+learned`` row of one fold (see :func:`evaluate_topn`) and its lists."""
+    """The ``<name>+learned`` row of one fold (see :func:`evaluate_topn`) and its lists
+    (``cand``: the candidate items, None: all; the retriever's top M come from them)."""
     from llmcf.models import make_model
 
-    model = make_model("learned", **{**options, **learned, "retriever": name})
+    opts = {**options, **learned, "retriever": name}
+    opts["learned_options"] = {**(opts.get("learned_options") or {}), "retriever": name}
+    model = make_model("learned", **opts)
     t0 = time.perf_counter()
     model.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    recs = model.recommend_many(users, n)
+    recs = model.recommend_many(users, n, candidates=cand)
     rec_s = time.perf_counter() - t0
     m = model.config.n_candidates
-    retr = ranking_report(model.stage_.retriever.recommend_many(users, m).items, rel_rows, m)
+    retr_items = model.stage_.retriever.recommend_many(users, m, candidates=cand).items
+    retr = ranking_report(retr_items, rel_rows, m)
     row = {
         "model": f"{name}+learned",
         **base,
+        "chosen": model.chosen_settings(),
         "fit_seconds": fit_s,
         **ranking_report(recs.items, rel_rows, n),
         f"retriever_recall@{m}": retr[f"recall@{m}"],

@@ -29,7 +29,7 @@ Scoring runs in blocks of users, so memory is bounded by block x n_items.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,7 +70,10 @@ class Histories:
     ``users`` int64 (b,): the users' training indices (-1: not a training user);
     ``values`` CSR (b, n_items): summed values per known item (training row plus folded-in
     events); ``seen`` CSR (b, n_items): the items to exclude (its structure counts);
-    ``text_rows``: items unknown to the model, with text.
+    ``text_rows``: items unknown to the model, with text; ``allowed``: bool (n_items,), the
+    only items a list may hold when :func:`rank` got ``candidates`` (None: every item). The
+    path blocks the others itself; a model whose candidate stage is part of its scoring (the
+    learned stage's retriever top M) reads it to draw its candidates from these items.
     """
 
     users: np.ndarray
@@ -78,6 +81,7 @@ class Histories:
     seen: sp.csr_matrix
     text_rows: list[TextRow] = field(default_factory=list)
     notes: list[list[str]] = field(default_factory=list)
+    allowed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -89,7 +93,11 @@ class Histories:
             TextRow(t.row - start, t.text, t.value) for t in self.text_rows if start <= t.row < stop
         ]
         return Histories(
-            self.users[start:stop], self.values[start:stop], self.seen[start:stop], rows
+            self.users[start:stop],
+            self.values[start:stop],
+            self.seen[start:stop],
+            rows,
+            allowed=self.allowed,
         )
 
     def has_history(self) -> np.ndarray:
@@ -231,6 +239,7 @@ def rank(
             raise ConfigError(f"candidate item indices must be in 0..{n_items - 1}")
         allowed = np.zeros(n_items, dtype=bool)
         allowed[cand] = True
+        histories = replace(histories, allowed=allowed)
     source_code = SOURCE_CODE[model.ranking_source()]
     out_items = np.full((b, n), -1, np.int32)
     out_scores = np.full((b, n), -np.inf)

@@ -5,7 +5,8 @@ feature models, the item text vectors, per-item popularity and timestamps), all 
 the same training data; :meth:`FeatureStage.features` turns a block of history rows
 (:class:`~llmcf.ranking.path.Histories`) into
 
-* ``items`` int64 (b, M): each user's candidates, the retriever's top M unseen items in its
+* ``items`` int64 (b, M): each user's candidates, the retriever's top M unseen items (of
+  ``h.allowed`` when the ranking path got a candidate set) in its
   order (ties by lower index, as the ranking path), ``-1`` padded when it scores fewer;
 * ``X`` float32 (b, M, F): the feature rows, NaN where a value is missing (LightGBM's
   missing value).
@@ -27,6 +28,11 @@ Feature families (:data:`FAMILIES`; the column names are :func:`feature_names`):
     training interaction to the user's last event (NaN without timestamps; the training
     users' last event, the data's last one for users without training events) and
     ``log1p`` of the user's history length.
+``llm``
+    the language model's yes/no logit of the candidate and its z-score over the user's
+    judged candidates, for the retriever's top 20 (:mod:`llmcf.rerank.llm_feature`; NaN
+    elsewhere and when the stage has no language model). Off by default: it costs 0.5-1 s
+    per user and did not help on validation (docs/experiments.md "Learned second stage").
 
 Everything is vectorised over the block but the largest-cosine feature, which multiplies
 one small (M x history) matrix per user.
@@ -42,6 +48,7 @@ import numpy as np
 
 from llmcf.errors import ConfigError
 from llmcf.ranking.lists import top_n_rows
+from llmcf.rerank.llm_feature import LLM_COLUMNS
 
 if TYPE_CHECKING:
     from llmcf.data.dataset import Dataset
@@ -57,7 +64,7 @@ __all__ = [
 ]
 
 #: every feature family, in column order
-FAMILIES = ("retriever", "cf", "text", "popularity")
+FAMILIES = ("retriever", "cf", "text", "popularity", "llm")
 #: the families the learned stage uses unless told otherwise (chosen on validation,
 #: docs/experiments.md "Learned second stage")
 DEFAULT_FAMILIES = ("retriever", "cf", "text", "popularity")
@@ -79,7 +86,7 @@ def feature_names(models: Sequence[str]) -> list[str]:
     names = ["retriever_score", "retriever_z", "retriever_rank"]
     for m in models:
         names += [f"{m}_score", f"{m}_z", f"{m}_log_rank"]
-    return names + list(_TEXT_COLUMNS) + list(_POP_COLUMNS)
+    return names + list(_TEXT_COLUMNS) + list(_POP_COLUMNS) + list(LLM_COLUMNS)
 
 
 def family_columns(models: Sequence[str]) -> dict[str, list[int]]:
@@ -87,11 +94,13 @@ def family_columns(models: Sequence[str]) -> dict[str, list[int]]:
     n_cf = 3 * len(models)
     t0 = 3 + n_cf
     p0 = t0 + len(_TEXT_COLUMNS)
+    l0 = p0 + len(_POP_COLUMNS)
     return {
         "retriever": [0, 1, 2],
         "cf": list(range(3, t0)),
         "text": list(range(t0, p0)),
-        "popularity": list(range(p0, p0 + len(_POP_COLUMNS))),
+        "popularity": list(range(p0, l0)),
+        "llm": list(range(l0, l0 + len(LLM_COLUMNS))),
     }
 
 
@@ -152,7 +161,9 @@ class FeatureStage:
     ``popularity``: training interactions per item; ``item_mean``: the shrunk mean value per
     item; ``item_last``/``item_first``: float
     unix seconds of each item's last/first training interaction (NaN: none or no
-    timestamps); ``user_last``: per training user; ``ref_time``: the data's last timestamp.
+    timestamps); ``user_last``: per training user; ``ref_time``: the data's last timestamp;
+    ``llm``: the :class:`~llmcf.rerank.llm_feature.LLMFeature` of the ``llm`` family (None:
+    its columns are NaN).
     """
 
     retriever: Any
@@ -164,6 +175,7 @@ class FeatureStage:
     item_first: np.ndarray
     user_last: np.ndarray
     ref_time: float
+    llm: Any = None
 
     @classmethod
     def build(
@@ -205,10 +217,14 @@ class FeatureStage:
         return idx.astype(np.int64), scores
 
     def _masked(self, model: Any, h: Histories) -> np.ndarray:
+        """``model``'s scores of the rows, -inf for seen items and for items outside
+        ``h.allowed`` (the candidate set of the ranking path, e.g. cold items only)."""
         scores = _dense(model.score_histories(h)[0])
         seen = h.seen
         rows = np.repeat(np.arange(len(h)), np.diff(seen.indptr))
         scores[rows, seen.indices] = -np.inf
+        if h.allowed is not None:
+            scores[:, ~h.allowed] = -np.inf
         return scores
 
     def features(self, h: Histories, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +263,12 @@ class FeatureStage:
         cols.append((ref[:, None] - self.item_first[safe]) / _DAY)
         hist_len = np.log1p(np.diff(h.values.indptr).astype(np.float64))
         cols.append(np.broadcast_to(hist_len[:, None], (b, m)).copy())
+        # the language model's judgement
+        if self.llm is None:
+            cols += [np.full((b, m), np.nan)] * len(LLM_COLUMNS)
+        else:
+            judged = self.llm.scores(h, np.where(valid, items, -1))
+            cols += [judged, _zscores(np.where(np.isfinite(judged), judged, -np.inf))]
         X = np.stack(cols, axis=2).astype(np.float32)
         X[~valid] = np.nan
         return items, X

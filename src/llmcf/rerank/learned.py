@@ -71,8 +71,15 @@ class LearnedConfig:
     (seeded per-user holdouts) or ``"last"`` (each user's last interaction, for a
     leave-last-out test; carve k holds out the last interaction before the k later ones,
     which it drops); n_carves: how many carves make training queries (each fits the feature
-    models once more); max_train_users: cap on training queries (seeded sample); the rest
-    are LightGBM settings.
+    models once more); max_train_users: cap on training queries (seeded sample); gate: keep
+    the retriever's order when the ranker's NDCG@10 on the early-stopping queries is not
+    above the retriever order's on the same queries (the data says the stage does not
+    help); llm*: the ``llm`` family (:mod:`llmcf.rerank.llm_feature`): the client spec
+    (:func:`~llmcf.rerank.clients.make_llm_client`), how many top candidates are judged, the
+    history items shown, ``pointwise`` or ``choice``, the training queries per carve that
+    get judgements (the others are left out while the family is on: every query the ranker
+    learns from has them), llama.cpp threads and a JSON-lines cache file; the rest are
+    LightGBM settings.
     """
 
     retriever: str = "ease"
@@ -91,6 +98,14 @@ class LearnedConfig:
     num_leaves: int = 15
     min_child_samples: int = 20
     early_stopping: int = 30
+    gate: bool = True
+    llm: str = "local:qwen2.5-0.5b"
+    llm_candidates: int = 20
+    llm_history: int = 5
+    llm_mode: str = "pointwise"
+    llm_train_users: int = 200
+    llm_threads: int = 1
+    llm_cache: str | None = None
     seed: int = 0
     threads: int = 1
 
@@ -113,6 +128,11 @@ class LearnedConfig:
             raise ConfigError(f"n_carves must be >= 1, got {self.n_carves}")
         if not 0.0 < self.holdout < 1.0:
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
+        if self.llm_mode not in ("pointwise", "choice"):
+            raise ConfigError(f"llm_mode must be 'pointwise' or 'choice', got {self.llm_mode!r}")
+        for name in ("llm_candidates", "llm_history", "llm_train_users", "llm_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_estimators < 1 or self.num_leaves < 2 or self.learning_rate <= 0:
             raise ConfigError("n_estimators >= 1, num_leaves >= 2 and learning_rate > 0 needed")
 
@@ -248,7 +268,9 @@ def train_ranker(
     training uses the others only: queries of one carve share its held-out items, which the
     item features (popularity, ...) can memorise, so scoring a carve that was trained on
     would reward memorising. Then the ranker is retrained on every query for that many
-    rounds. Empty text with fewer than MIN_QUERIES queries.
+    rounds. Empty text with fewer than MIN_QUERIES queries, and (``config.gate``) when the
+    probe's NDCG@10 on the early-stopping queries is not above the retriever order's there
+    (``info`` has both).
     """
     if len(ts.group) < MIN_QUERIES:
         return "", {"n_queries": float(len(ts.group))}
@@ -278,14 +300,36 @@ def train_ranker(
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
     best = int(probe.best_iteration or config.n_estimators)
-    score = probe.best_score.get("valid_0", {}).get("ndcg@10", float("nan"))
-    dall = lgb.Dataset(ts.X[:, cols], ts.y, group=ts.group, feature_name=names)
-    booster = lgb.train({**params, "metric": "none"}, dall, num_boost_round=best)
-    return booster.model_to_string(), {
+    pred = np.asarray(probe.predict(stop.X[:, cols], num_iteration=best), dtype=np.float64)
+    score = group_ndcg(pred, stop.y, stop.group, 10)
+    retriever = group_ndcg(-stop.X[:, ts.names.index("retriever_rank")], stop.y, stop.group, 10)
+    info = {
         "n_queries": float(q),
         "best_iteration": float(best),
-        "validation_ndcg@10": float(score),
+        "validation_ndcg@10": score,
+        "validation_retriever_ndcg@10": retriever,
     }
+    if config.gate and not score > retriever:
+        return "", info
+    dall = lgb.Dataset(ts.X[:, cols], ts.y, group=ts.group, feature_name=names)
+    booster = lgb.train({**params, "metric": "none"}, dall, num_boost_round=best)
+    return booster.model_to_string(), info
+
+
+def group_ndcg(scores: np.ndarray, y: np.ndarray, group: np.ndarray, n: int) -> float:
+    """Mean NDCG@n of the queries (consecutive rows, ``group`` rows each) ordered by
+    ``scores`` (ties by row order), binary labels ``y``."""
+    out = []
+    start = 0
+    disc = 1.0 / np.log2(np.arange(2, n + 2))
+    for g in group.tolist():
+        s, lab = scores[start : start + g], y[start : start + g]
+        start += g
+        order = np.argsort(-s, kind="stable")[:n]
+        dcg = float((lab[order] * disc[: len(order)]).sum())
+        ideal = float(disc[: min(int(lab.sum()), n)].sum())
+        out.append(dcg / ideal if ideal > 0 else 0.0)
+    return float(np.mean(out)) if out else float("nan")
 
 
 @register("learned")
@@ -295,6 +339,7 @@ class LearnedRanker(Model):
     Args:
         config: a :class:`LearnedConfig` (or its fields as keyword options).
         embedder: an embedder object to use instead of ``config.embedder`` (tests).
+        llm_client: a language-model client to use instead of ``config.llm`` (tests).
     """
 
     ranker_text_: str = ""
@@ -302,13 +347,21 @@ class LearnedRanker(Model):
     takes_text_options = True
 
     def __init__(
-        self, config: LearnedConfig | None = None, *, embedder: Any = None, **kwargs: Any
+        self,
+        config: LearnedConfig | None = None,
+        *,
+        embedder: Any = None,
+        llm_client: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
         if config is not None and kwargs:
             raise ConfigError("pass either a LearnedConfig or keyword options, not both")
         self.config = config or LearnedConfig.from_dict(kwargs)
         self._embedder = embedder
+        self._llm_client = llm_client
+        self._llm: Any = None  # the LLMFeature, built on first use
+        self.llm_texts_: list[str] = []
         self.mu_ = None
         self.stage_: FeatureStage | None = None
         self.ranker_text_ = ""
@@ -318,12 +371,27 @@ class LearnedRanker(Model):
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LearnedRanker:
         """Build from command-line options: ``retriever``/``n_candidates`` and the other
-        :class:`LearnedConfig` fields are taken, the rest (k, similarity, ...) ignored."""
+        :class:`LearnedConfig` fields are taken, then ``learned_options`` (``--learned-option
+        KEY=VALUE``, which win), the rest (k, similarity, ...) ignored."""
         known = {f.name for f in fields(LearnedConfig)}
-        return cls(LearnedConfig.from_dict({k: v for k, v in options.items() if k in known}))
+        values = {k: v for k, v in options.items() if k in known}
+        values.update(options.get("learned_options") or {})  # --learned-option KEY=VALUE
+        return cls(LearnedConfig.from_dict(values))
 
     def get_config(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    def chosen_settings(self) -> dict[str, Any]:
+        """What this fit chose on its training carves: the ranker (kept, or the retriever's
+        order by the gate) and its number of rounds."""
+        info = self.fit_info_
+        if "validation_ndcg@10" not in info:
+            return {}
+        out: dict[str, Any] = {"stage": "ranker" if self.ranker_text_ else "retriever order"}
+        out["rounds"] = int(info["best_iteration"])
+        out["validation ndcg@10"] = round(float(info["validation_ndcg@10"]), 4)
+        out["retriever's"] = round(float(info["validation_retriever_ndcg@10"]), 4)
+        return out
 
     @property
     def columns(self) -> list[int]:
@@ -346,7 +414,37 @@ class LearnedRanker(Model):
         cfg = self.config
         models = _fit_models([cfg.retriever, *cfg.feature_models], dataset)
         feats = {name: models[name] for name in cfg.feature_models}
-        return FeatureStage.build(models[cfg.retriever], feats, vectors, dataset)
+        stage = FeatureStage.build(models[cfg.retriever], feats, vectors, dataset)
+        if "llm" in cfg.families:
+            if not self.llm_texts_:
+                from llmcf.pipeline.core import item_texts
+                from llmcf.rerank.llm_feature import MAX_TEXT_CHARS
+
+                self.llm_texts_ = [t[:MAX_TEXT_CHARS] for t in item_texts(dataset)]
+            stage.llm = self.llm_feature()
+        return stage
+
+    def llm_feature(self) -> Any:
+        """The :class:`~llmcf.rerank.llm_feature.LLMFeature` of the ``llm`` family (built
+        once: the language model is loaded on first use)."""
+        if self._llm is None:
+            from llmcf.rerank.llm_feature import LLMFeature
+
+            cfg = self.config
+            client = self._llm_client
+            if client is None:
+                from llmcf.rerank.clients import make_llm_client
+
+                client = make_llm_client(cfg.llm, n_threads=cfg.llm_threads)
+            self._llm = LLMFeature(
+                client,
+                self.llm_texts_,
+                n_candidates=cfg.llm_candidates,
+                history_size=cfg.llm_history,
+                mode=cfg.llm_mode,
+                cache_path=cfg.llm_cache,
+            )
+        return self._llm
 
     def training_data(
         self, dataset: Dataset, vectors: np.ndarray, *, bar: Any = None
@@ -376,7 +474,7 @@ class LearnedRanker(Model):
                     inner,
                     held,
                     cfg.n_candidates,
-                    max_users=cfg.max_train_users,
+                    max_users=self._max_train_users(),
                     seed=cfg.seed + k,
                 )
             )
@@ -391,6 +489,12 @@ class LearnedRanker(Model):
             np.concatenate([np.full(len(p.group), k, np.int64) for k, p in enumerate(parts)]),
         )
 
+    def _max_train_users(self) -> int | None:
+        cfg = self.config
+        if "llm" not in cfg.families:
+            return cfg.max_train_users
+        return min(cfg.max_train_users or cfg.llm_train_users, cfg.llm_train_users)
+
     def fit(self, dataset: Dataset, *, progress: bool = False) -> LearnedRanker:
         """Train on holdouts of ``dataset``, refit the feature models on all of it
         (``progress``: a bar over the carves and the final refit)."""
@@ -398,6 +502,7 @@ class LearnedRanker(Model):
 
         t0 = time.perf_counter()
         self.mu_ = None
+        self.llm_texts_ = []
         with tqdm(
             total=self.config.n_carves + 1, disable=not progress, desc="learned", unit="stage"
         ) as bar:
@@ -421,12 +526,20 @@ class LearnedRanker(Model):
         text, info = "", {"n_queries": 0.0}
         if ts is not None:
             text, info = train_ranker(ts, self.columns, cfg)
-        self.fit_note_ = (
-            None
-            if text
-            else f"{int(info['n_queries'])} training queries (< {MIN_QUERIES}): no ranker "
-            f"trained, the {cfg.retriever} order is kept"
-        )
+        if text:
+            self.fit_note_ = None
+        elif "validation_ndcg@10" in info:
+            self.fit_note_ = (
+                f"the ranker's validation NDCG@10 {info['validation_ndcg@10']:.4f} is not above "
+                f"the {cfg.retriever} order's {info['validation_retriever_ndcg@10']:.4f} on the "
+                f"same held-out queries: the {cfg.retriever} order is kept (gate=False trains "
+                "it anyway)"
+            )
+        else:
+            self.fit_note_ = (
+                f"{int(info['n_queries'])} training queries (< {MIN_QUERIES}): no ranker "
+                f"trained, the {cfg.retriever} order is kept"
+            )
         self.stage_ = stage
         self.ranker_text_ = text
         self.fit_info_ = info
@@ -446,6 +559,8 @@ class LearnedRanker(Model):
         """``(items (b, M), X (b, M, F), scores (b, M))`` of the history rows; -inf for padding."""
         self._check_fitted()
         assert self.stage_ is not None
+        if "llm" in self.config.families and self.stage_.llm is None:
+            self.stage_.llm = self.llm_feature()  # a loaded model: its LLM on first use
         with blas_limit(self.config.threads):
             items, X = self.stage_.features(h, self.config.n_candidates)
         valid = items >= 0
@@ -522,6 +637,7 @@ class LearnedRanker(Model):
             "fit_info": self.fit_info_,
             "fit_note": self.fit_note_,
             "ref_time": self.stage_.ref_time,
+            "llm_texts": self.llm_texts_,
         }
 
     def _sub_models(self) -> list[tuple[str, Any]]:
@@ -594,6 +710,14 @@ class LearnedRanker(Model):
         self.ranker_text_ = arrays["ranker"].tobytes().decode("utf-8")
         self.fit_info_ = dict(state.get("fit_info") or {})
         self.fit_note_ = state.get("fit_note")
+        texts = state.get("llm_texts") or []
+        if "llm" in cfg.families and len(texts) != n_items:
+            raise ModelLoadError(
+                f"the saved stage uses the llm family but holds {len(texts)} item texts for "
+                f"{n_items} items"
+            )
+        self.llm_texts_ = [str(t) for t in texts]
+        self._llm = None
 
 
 #: what a family's reason says
