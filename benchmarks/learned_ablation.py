@@ -2,7 +2,9 @@
 
 For every fold: the retriever alone, the second stage with every feature family, and with
 each family removed (``cf``: the feature models' scores and ranks; ``text``: the embedding
-cosines; ``popularity``: popularity, item mean value and recency), and with each feature
+cosines; ``popularity``: popularity, item mean value and recency; with ``--llm``, ``llm``:
+the language model's judgements of the top 20, every variant then trained on the
+``--llm-users`` queries per carve that have them), and with each feature
 model removed (``-model:user-knn``: its columns and its scoring, what serving would save). All variants share the
 fold's training queries (one per-user holdout of the training data) and the feature models
 refitted on the whole training fold; each variant is its own ``LearnedRanker`` assembled from
@@ -113,9 +115,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "carve": args.carve,
         "gate": False,  # every variant's own ranker, even where the gate would drop it
     }
-    full = tuple(f for f in FAMILIES)
+    if args.llm:  # the llm family: every variant trains on the queries that have judgements
+        base_cfg.update(
+            llm=args.llm, llm_cache=args.llm_cache, llm_train_users=args.llm_users, llm_threads=1
+        )
+    full = tuple(f for f in FAMILIES if args.llm or f != "llm")
     variants: dict[str, tuple[str, ...]] = {"all": full}
-    for fam in FAMILIES:
+    for fam in full:
         if fam != "retriever":
             variants[f"-{fam}"] = tuple(f for f in full if f != fam)
     variants["retriever-features-only"] = ("retriever",)
@@ -135,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ru, ri = relevant_pairs(test, relevance)
         rel = relevance_matrix(ru, ri, train.n_users, train.n_items)
         users = np.unique(ru)
-        proto = LearnedRanker(LearnedConfig(**base_cfg))  # type: ignore[arg-type]
+        proto = LearnedRanker(LearnedConfig(**base_cfg, families=full))  # type: ignore[arg-type]
         vectors = proto.item_vectors(train)
         ts = proto.training_data(train, vectors)
         assert ts is not None
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if name.startswith("-model:"):  # one feature model removed: its columns and scorer
                 gone = name.split(":", 1)[1]
                 kept = tuple(m for m in stage.model_names if m != gone)
-                cfg = LearnedConfig(**base_cfg, feature_models=kept)  # type: ignore[arg-type]
+                cfg = LearnedConfig(**base_cfg, feature_models=kept, families=full)  # type: ignore[arg-type]
                 cols = [ts.names.index(c) for c in feature_names(kept)]
                 sub_ts = TrainingSet(
                     ts.X[:, cols], ts.y, ts.group, ts.users, feature_names(kept), ts.carve
@@ -169,7 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if model.ranker_text_:  # the early-stopping score (before the final refit)
                 validation[name].append(model.fit_info_["validation_ndcg@10"])
             if name == "all" and not checked:
-                fitted = LearnedRanker(LearnedConfig(**base_cfg)).fit(train)  # type: ignore[arg-type]
+                fitted = LearnedRanker(LearnedConfig(**base_cfg, families=full)).fit(train)  # type: ignore[arg-type]
                 same = np.array_equal(fitted.recommend_many(users, n).items, items)
                 row["fit_equals_assembled"] = bool(same)
                 checked = True
@@ -244,6 +250,15 @@ def main() -> int:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--relevance", type=float, default=4.0)
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument(
+        "--llm",
+        default=None,
+        help="add the llm family with this client (e.g. local:qwen2.5-0.5b); variants -llm",
+    )
+    p.add_argument(
+        "--llm-users", type=int, default=200, help="training queries per carve (llm_train_users)"
+    )
+    p.add_argument("--llm-cache", default=None, help="JSON-lines cache of the judgements")
     p.add_argument(
         "--select-carves",
         default=None,

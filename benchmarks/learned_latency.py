@@ -10,6 +10,10 @@ process's CPU time (``cpu_*``: what the request costs, less sensitive to other l
 machine).
 
     python benchmarks/learned_latency.py --data ml-100k --split u1 --users 300
+    python benchmarks/learned_latency.py --users 300 --llm local:qwen2.5-0.5b --llm-users 50
+
+``--llm``: also what the ``llm`` family adds per user when its judgement is not cached (the
+language model's yes/no logits of the top 20 candidates, ``LLMFeature.scores``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ def main() -> int:
     p.add_argument(
         "--feature-models", default=None, help="comma list (default: the stage's default)"
     )
+    p.add_argument("--llm", default=None, help="also time the llm family with this client")
+    p.add_argument("--llm-users", type=int, default=50)
+    p.add_argument("--llm-candidates", type=int, default=20)
+    p.add_argument("--llm-threads", type=int, default=2)
     args = p.parse_args()
     fold = next(iter(iter_folds(args.data, args.split, seed=0)))
     train = fold.dataset.subset(fold.train)
@@ -76,8 +84,49 @@ def main() -> int:
             "p95_ms": float(np.percentile(diff, 95)),
         }
     out["users"] = len(ids)
+    if args.llm:
+        out["llm_feature"] = llm_feature_latency(args, learned, train, users[: args.llm_users])
     print(json.dumps(out, indent=2))
     return 0
+
+
+def llm_feature_latency(args: argparse.Namespace, learned, train, users) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What the ``llm`` family adds per user when its judgement is not cached: one
+    ``LLMFeature.scores`` call over the stage's top ``--llm-candidates`` candidates (the model
+    loaded and its fixed prefix evaluated beforehand), wall and CPU seconds."""
+    import os
+
+    from llmcf.pipeline.core import item_texts
+    from llmcf.ranking.path import training_histories
+    from llmcf.rerank.clients import make_llm_client
+    from llmcf.rerank.llm_feature import LLMFeature
+
+    t0 = time.perf_counter()
+    client = make_llm_client(args.llm, n_threads=args.llm_threads)
+    feat = LLMFeature(client, item_texts(train), n_candidates=args.llm_candidates)
+    load_s = time.perf_counter() - t0
+    h = training_histories(learned, users)
+    items, _ = learned.stage_.candidates(h, learned.config.n_candidates)
+    feat.scores(h.block(0, 1), items[:1])  # the fixed instruction prefix, once per process
+    wall, cpu = [], []
+    for t in range(1, len(users)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        feat.scores(h.block(t, t + 1), items[t : t + 1])
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    feat.close()
+    w, c = np.asarray(wall), np.asarray(cpu)
+    return {
+        "model": args.llm,
+        "threads": args.llm_threads,
+        "candidates": args.llm_candidates,
+        "users": len(wall),
+        "load_seconds": load_s,
+        "median_s": float(np.median(w)),
+        "p95_s": float(np.percentile(w, 95)),
+        "cpu_median_s": float(np.median(c)),
+        "load_average": os.getloadavg()[0],
+    }
 
 
 if __name__ == "__main__":

@@ -555,3 +555,35 @@ def test_real_local_model_judges_candidates() -> None:
     recs = model.recommend_many(np.arange(data.n_users), 5)
     assert (recs.items >= 0).all()
     feat.close()
+
+
+def test_equal_ranker_scores_keep_the_retriever_order() -> None:
+    from llmcf.rerank.learned import break_ties_by_position
+
+    scores = np.array([[0.5, 0.2, 0.5, 0.2, -np.inf], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    out = break_ties_by_position(scores)
+    assert np.isneginf(out[0, 4])
+    assert list(np.argsort(-out[0, :4], kind="stable")) == [0, 2, 1, 3]
+    assert list(np.argsort(-out[1], kind="stable")) == [0, 1, 2, 3, 4]
+    assert (np.diff(out[1]) < 0).all() and np.allclose(out[1], 1.0, atol=1e-6)
+    assert (np.abs(out[0, :4] - scores[0, :4]) < 0.3 / 2).all()  # under half the 0.3 gap
+    # distinct scores keep their order, however close
+    close = np.array([[1.0, 1.0 + 1e-12, 0.0]])
+    assert list(np.argsort(-break_ties_by_position(close)[0])) == [1, 0, 2]
+
+
+def test_a_one_tree_ranker_orders_its_ties_by_the_retriever() -> None:
+    """One round of boosting scores the candidates by a few leaves; inside a leaf the list
+    keeps the retriever's order (not the item index)."""
+    data = grouped_dataset()
+    model = small_ranker(n_estimators=1, num_leaves=2, min_child_samples=40).fit(data)
+    users = np.arange(data.n_users)
+    items, _, _ = model.candidate_scores(training_histories(model, users))
+    recs = model.recommend_many(users, model.config.n_candidates)
+    _, X = model.stage_.features(training_histories(model, users), model.config.n_candidates)
+    booster = model._booster()
+    for row in range(len(users)):
+        valid = items[row] >= 0
+        raw = np.asarray(booster.predict(X[row][valid][:, model.columns]))
+        expected = items[row][valid][np.lexsort((np.arange(valid.sum()), -raw))]
+        np.testing.assert_array_equal(recs.items[row][: len(expected)], expected)

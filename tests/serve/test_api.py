@@ -332,3 +332,31 @@ def test_postgres_backed_app(make_client, model_dir, postgres_url) -> None:
     assert r.json() == {"accepted": 1, "duplicates": 1}
     body = client.get("/v1/users/pg-user/recommendations").json()
     assert not body["was_fallback"] and "i5" not in {it["item_id"] for it in body["items"]}
+
+
+def test_rerank_learned_serves_the_learned_stage(make_client, dataset, tmp_path, client) -> None:
+    """``rerank=learned`` on a learned model is its list; on another model a clear 400; an
+    unknown value a 422."""
+    pytest.importorskip("lightgbm")
+    from llmcf.persist import save_model
+    from llmcf.rerank.learned import LearnedConfig, LearnedRanker
+
+    cfg = LearnedConfig(
+        retriever="item-knn", n_candidates=15, n_estimators=20, min_child_samples=5, gate=False
+    )
+    learned = LearnedRanker(cfg).fit(dataset)
+    folder = save_model(learned, tmp_path / "learned")
+    served = make_client(model_dir=folder)
+    plain = served.get("/v1/users/u1/recommendations?n=5")
+    asked = served.get("/v1/users/u1/recommendations?n=5&rerank=learned")
+    assert plain.status_code == asked.status_code == 200
+    assert asked.json()["items"] == plain.json()["items"]
+    expected = learned.recommend(learned.users_.index("u1"), 5).item_idx
+    assert [it["item_id"] for it in asked.json()["items"]] == learned.items_.ids[expected].astype(
+        str
+    ).tolist()
+    r = client.get("/v1/users/u1/recommendations?rerank=learned")
+    assert r.status_code == 400 and "not a learned second stage" in r.json()["detail"]
+    r = client.get("/v1/users/u1/recommendations?rerank=sometimes")
+    assert r.status_code == 422 and "rerank must be" in r.json()["detail"]
+    assert client.get("/v1/users/u1/recommendations?rerank=OFF").status_code == 200

@@ -316,6 +316,27 @@ def train_ranker(
     return booster.model_to_string(), info
 
 
+def break_ties_by_position(scores: np.ndarray) -> np.ndarray:
+    """``scores`` (b, M; -inf: no candidate) nudged so that equal scores order by position
+    (the retriever's order), as training and validation order them, instead of by item index
+    in the ranking path. A few trees give many equal scores (leaves), and an item-index order
+    among them is arbitrary. Each score moves down by less than the smallest gap between
+    distinct scores of its row, so the order of distinct scores is kept."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    m = out.shape[1]
+    if m < 2:
+        return out
+    finite = np.isfinite(out)
+    srt = np.sort(np.where(finite, out, np.inf), axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf past the last finite score
+        gaps = np.diff(srt, axis=1)
+    smallest = np.where(np.isfinite(gaps) & (gaps > 0), gaps, np.inf).min(axis=1)
+    base = np.where(finite, np.abs(out), 0.0).max(axis=1)
+    fallback = np.where(base > 0, base * 1e-9, 1e-9)
+    step = np.where(np.isfinite(smallest), smallest, fallback) / (2.0 * m)
+    return np.where(finite, out - step[:, None] * np.arange(m)[None, :], out)
+
+
 def group_ndcg(scores: np.ndarray, y: np.ndarray, group: np.ndarray, n: int) -> float:
     """Mean NDCG@n of the queries (consecutive rows, ``group`` rows each) ordered by
     ``scores`` (ties by row order), binary labels ``y``."""
@@ -489,6 +510,13 @@ class LearnedRanker(Model):
             np.concatenate([np.full(len(p.group), k, np.int64) for k, p in enumerate(parts)]),
         )
 
+    def prepare_serving(self) -> None:
+        """Called by the service on load: with the ``llm`` family, judgements not yet cached
+        are computed on a background thread and the request is answered without them
+        (:mod:`llmcf.rerank.llm_feature`), so the language model stays off the request path."""
+        if "llm" in self.config.families:
+            self.llm_feature().background = True
+
     def _max_train_users(self) -> int | None:
         cfg = self.config
         if "llm" not in cfg.families:
@@ -570,6 +598,7 @@ class LearnedRanker(Model):
         if self.ranker_text_:
             pred = self._booster().predict(X[valid][:, self.columns], num_threads=1)
             scores[valid] = np.asarray(pred, dtype=np.float64)
+            scores = break_ties_by_position(scores)
         else:  # no ranker: the retriever's order
             scores[valid] = -np.broadcast_to(np.arange(items.shape[1]), items.shape)[valid]
         return items, X, scores
@@ -726,6 +755,7 @@ _FAMILY_PHRASES = {
     "cf": "people who liked it also liked this",
     "text": "this is close to it in content",
     "popularity": "this is popular among recent users",
+    "llm": "the language model judged this a match for it",
 }
 
 
@@ -735,8 +765,8 @@ class LearnedExplainer:
 
     The family with the largest positive contribution to the item's score is named; the
     history item cited is the liked one (value >= the user's mean value) with the largest
-    co-occurrence cosine to the item for the CF families, the largest text cosine for ``text`` (and for ``popularity`` the item's
-    training interactions are cited instead). Sentences go through
+    co-occurrence cosine to the item for the CF families, the largest text cosine for ``text``
+    and ``llm`` (for ``popularity`` the item's training interactions are cited instead). Sentences go through
     :func:`~llmcf.rerank.explain.clean_explanation`.
     """
 
@@ -777,7 +807,7 @@ class LearnedExplainer:
                     )
                 )
                 continue
-            support = text if fam == "text" else co
+            support = text if fam in ("text", "llm") else co
             liked = values >= values.mean() - 1e-9  # cite what the user liked (>= their mean)
             best = int(np.argmax(np.where(liked, support + 1e-9 * values, -np.inf)))
             did = f"rated {{}} {values[best]:g}" if scale is not None else "chose {}"

@@ -128,6 +128,9 @@ class ServingModel:
         #: neighbours from new events
         self.fold_in = not (getattr(model, "user_based", False) and self.scoring == "model")
         model.train_matrix()
+        prepare = getattr(model, "prepare_serving", None)
+        if callable(prepare):  # e.g. the learned stage: its language model off the request path
+            prepare()
         if self.n_users:  # build the scorer's derived structures once, not on a request
             rank(model, 1, users=np.array([0]))
         self.token = next(_MODEL_TOKENS)  # names this model's rankings in the user cache

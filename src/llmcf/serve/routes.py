@@ -176,6 +176,29 @@ async def metrics(
 
 
 # ---------------------------------------------------------------------- reads
+_RERANK_MODES = {
+    **dict.fromkeys(("false", "0", "no", "off", "none"), "none"),
+    **dict.fromkeys(("true", "1", "yes", "on", "llm"), "llm"),
+    "learned": "learned",
+}
+
+
+def _rerank_mode(value: str) -> str:
+    """``none``, ``llm`` or ``learned`` from the ``rerank`` query value (422 otherwise)."""
+    mode = _RERANK_MODES.get(value.strip().lower())
+    if mode is None:
+        raise HTTPException(
+            status_code=422,
+            detail=f"rerank must be false, true or learned, got {value[:40]!r}",
+        )
+    return mode
+
+
+def is_learned(model: Any) -> bool:
+    """Whether a serving model is the learned second stage."""
+    return type(getattr(model, "model", None)).__name__ == "LearnedRanker"
+
+
 @router.get(
     "/v1/users/{user_id}/recommendations",
     response_model=s.RecommendationsOut,
@@ -188,28 +211,44 @@ async def recommendations(
     model: Model,
     n: NQuery = 10,
     rerank: Annotated[
-        bool, Query(description="re-rank the CF candidates with the LLM re-ranker")
-    ] = False,
+        str,
+        Query(
+            description="false (default): the model's own list; true: re-rank the CF "
+            "candidates with the LLM re-ranker configured on this server; learned: the learned "
+            "second stage (the served model must be one, `llmcf fit --model learned`; it is "
+            "its default list)"
+        ),
+    ] = "false",
     explain: Annotated[bool, Query(description="ask the re-ranker for explanations")] = False,
 ) -> s.RecommendationsOut:
     """Top-``n`` items for a user, with the user's stored events folded in (no refit).
 
     Unknown users get the most popular items, labelled as a fallback.
     """
+    mode = _rerank_mode(rerank)
+    served = state.model_for(user_id)[1] or model  # the user's arm of an A/B test
+    if mode == "learned" and not is_learned(served):
+        raise HTTPException(
+            status_code=400,
+            detail=f"rerank=learned: the served model is a {type(served.model).__name__}, not "
+            "a learned second stage; fit one (llmcf fit --model learned "
+            "--learned-option retriever=<model>) and serve its folder",
+        )
+    by_llm = mode == "llm"
     reranker = getattr(state, "reranker", None)
-    if (rerank or explain) and reranker is None:
-        asked = " and ".join(x for x, on in (("rerank", rerank), ("explain", explain)) if on)
+    if (by_llm or explain) and reranker is None:
+        asked = " and ".join(x for x, on in (("rerank", by_llm), ("explain", explain)) if on)
         raise HTTPException(
             status_code=400,
             detail=f"{asked} not available: no re-ranker is configured on this server",
         )
-    model = state.model_for(user_id)[1] or model  # the user's arm of an A/B test
+    model = served
     ranked = await recommend_for(state, model, user_id, n)
     if ranked.was_fallback:
         state.metrics.fallbacks.labels("recommendations").inc()
     items = _items(ranked)
     notes = list(ranked.notes)
-    if rerank and reranker is not None:  # a language model: off the event loop, one at a time
+    if by_llm and reranker is not None:  # a language model: off the event loop, one at a time
         items, more = await state.in_rerank_thread(reranker.rerank, user_id, items, explain)
         notes.extend(more)
     body = s.RecommendationsOut(
