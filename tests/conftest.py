@@ -69,3 +69,24 @@ def random_dataset(
     users, items = users[order], items[order]
     ratings = rng.integers(1, 6, size=len(users)).astype(float)
     return Dataset.from_arrays(users, items, ratings, rating_scale=(1, 5), name=f"random{seed}")
+
+
+def movielens_folder(folder: Path, n_users: int, n_items: int, n_ratings: int, seed: int) -> str:
+    """A MovieLens-100K-layout folder (u.data, u.item) of synthetic ratings with titles
+    (:func:`llmcf.data.synth.generate`), for tests that run the CLI on a named layout."""
+    from llmcf.data.synth import generate
+
+    ds = generate(n_users, n_items, n_ratings, seed=seed, with_text=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{u + 1}\t{i + 1}\t{int(r)}\t{880000000 + n}"
+        for n, (u, i, r) in enumerate(zip(ds.user_idx, ds.item_idx, ds.rating, strict=True))
+    ]
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    titles = ds.item_catalog.fields["title"]
+    genres = "|".join(["0"] * 19)
+    items = [
+        f"{i + 1}|{titles[i]} (1995)|01-Jan-1995||http://x|{genres}" for i in range(ds.n_items)
+    ]
+    (folder / "u.item").write_text("\n".join(items) + "\n", encoding="latin-1")
+    return str(folder)

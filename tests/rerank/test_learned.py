@@ -587,3 +587,56 @@ def test_a_one_tree_ranker_orders_its_ties_by_the_retriever() -> None:
         raw = np.asarray(booster.predict(X[row][valid][:, model.columns]))
         expected = items[row][valid][np.lexsort((np.arange(valid.sum()), -raw))]
         np.testing.assert_array_equal(recs.items[row][: len(expected)], expected)
+
+
+# ---------------------------------------------------------------------- the command line
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.conftest import movielens_folder
+
+    return movielens_folder(tmp_path_factory.mktemp("ml-synth-learned"), 80, 40, 1400, seed=7)
+
+
+def test_cli_contract_rows_and_learned_options(synth_folder, tmp_path, capsys) -> None:
+    """``llmcf evaluate --task topn ... --model ease,item-knn --rerank learned`` reports a row
+    per retriever and one ``<retriever>+learned``; ``--learned-option`` reaches the stage."""
+    from llmcf.cli import main
+
+    report = tmp_path / "r.json"
+    base = ["evaluate", "--task", "topn", "--data", synth_folder, "--split", "kfold:2",
+            "--relevance", "4", "--model", "ease,item-knn", "--rerank", "learned",
+            "--embedder", "tfidf", "--quiet"]  # fmt: skip
+    opts = ["--learned-option", "n_candidates=15", "--learned-option", "gate=false",
+            "--learned-option", "n_estimators=20"]  # fmt: skip
+    assert main([*base, *opts, "--paired", "ease:ease+learned", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["model"] for r in rows if r["fold"] == rows[0]["fold"]] == [
+        "ease", "ease+learned", "item-knn", "item-knn+learned"
+    ]  # fmt: skip
+    assert {r["n_candidates"] for r in rows if r["model"].endswith("+learned")} == {15}
+    assert "paired ease+learned - ease ndcg@10" in out
+    assert "chosen on the training carve: ease+learned" in out
+    # a bad option names itself; an option without the learned stage is refused
+    assert main([*base, "--learned-option", "carve=newest"]) == 2
+    assert "carve must be 'random' or 'last'" in capsys.readouterr().err
+    assert main([*base, "--learned-option", "n_candidates=lots"]) == 2
+    assert "n_candidates='lots': expected int" in capsys.readouterr().err
+    plain = ["evaluate", "--task", "topn", "--data", synth_folder, "--split", "kfold:2",
+             "--model", "ease", "--learned-option", "carve=last", "--quiet"]  # fmt: skip
+    assert main(plain) == 2
+    assert "--learned-option needs --rerank learned" in capsys.readouterr().err
+    # fit and recommend take the options too
+    model_dir = tmp_path / "m"
+    fit = ["fit", "--data", synth_folder, "--model", "learned", "--embedder", "tfidf",
+           "--learned-option", "retriever=item-knn", "--learned-option", "n_candidates=9",
+           "--out", str(model_dir), "--quiet"]  # fmt: skip
+    assert main(fit) == 0
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["config"]["retriever"] == "item-knn"
+    assert manifest["config"]["n_candidates"] == 9
+    capsys.readouterr()
+    rec = ["recommend", "--data", synth_folder, "--model", "ease", "--user", "1", "--n", "3",
+           "--rerank", "learned", "--embedder", "tfidf", "--learned-option", "n_candidates=7"]  # fmt: skip
+    assert main(rec) == 0
+    assert "CF top-7 re-ranked by the learned stage" in capsys.readouterr().out

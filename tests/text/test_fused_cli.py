@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.conftest import movielens_folder
 
 from llmcf.cli import main
 
 
 @pytest.fixture(scope="module")
 def synth_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A MovieLens-100K-layout folder (u.data, u.item) of synthetic ratings with titles."""
-    from llmcf.data.synth import generate
-
-    ds = generate(60, 40, 900, seed=3, with_text=True)
-    folder = tmp_path_factory.mktemp("ml-synth")
-    lines = [
-        f"{u + 1}\t{i + 1}\t{int(r)}\t{880000000 + n}"
-        for n, (u, i, r) in enumerate(zip(ds.user_idx, ds.item_idx, ds.rating, strict=True))
-    ]
-    (folder / "u.data").write_text("\n".join(lines) + "\n")
-    titles = ds.item_catalog.fields["title"]
-    genres = "|".join(["0"] * 19)
-    items = [
-        f"{i + 1}|{titles[i]} (1995)|01-Jan-1995||http://x|{genres}" for i in range(ds.n_items)
-    ]
-    (folder / "u.item").write_text("\n".join(items) + "\n", encoding="latin-1")
-    return str(folder)
+    return movielens_folder(tmp_path_factory.mktemp("ml-synth"), 60, 40, 900, seed=3)
 
 
 def test_evaluate_fit_predict_end_to_end(synth_path: str, tmp_path, capsys) -> None:

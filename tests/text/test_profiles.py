@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import movielens_folder
 
 from llmcf.data.dataset import Catalog, Dataset
 from llmcf.data.vocab import Vocabulary
@@ -380,24 +381,7 @@ def test_unknown_llm_and_endpoint_failure_name_the_problem(tmp_path: Path) -> No
 
 @pytest.fixture
 def ml_synth(tmp_path: Path) -> str:
-    """A MovieLens-100K-layout folder (u.data, u.item) of synthetic ratings with titles."""
-    from llmcf.data.synth import generate
-
-    ds = generate(40, 25, 500, seed=3, with_text=True)
-    folder = tmp_path / "ml-synth"
-    folder.mkdir()
-    lines = [
-        f"{u + 1}\t{i + 1}\t{int(r)}\t{880000000 + n}"
-        for n, (u, i, r) in enumerate(zip(ds.user_idx, ds.item_idx, ds.rating, strict=True))
-    ]
-    (folder / "u.data").write_text("\n".join(lines) + "\n")
-    titles = ds.item_catalog.fields["title"]
-    genres = "|".join(["0"] * 19)
-    items = [
-        f"{i + 1}|{titles[i]} (1995)|01-Jan-1995||http://x|{genres}" for i in range(ds.n_items)
-    ]
-    (folder / "u.item").write_text("\n".join(items) + "\n", encoding="latin-1")
-    return str(folder)
+    return movielens_folder(tmp_path / "ml-synth", 40, 25, 500, seed=3)
 
 
 def test_cli_enrich_then_evaluate_and_fit_with_profiles(

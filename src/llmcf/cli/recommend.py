@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from llmcf.cli.parser import _model_options
+from llmcf.cli.parser import _learned_options, _model_options
 from llmcf.errors import LlmcfError
 
 
@@ -126,6 +126,7 @@ def run_recommend(args: argparse.Namespace, model_options: dict[str, Any]) -> in
         llm_model=args.llm_model,
         n_threads=args.llm_threads,
         timeout=args.timeout,
+        learned_options=_learned_options(args),
     )
     t0 = time.perf_counter()
     result = pipe.recommend(user, args.n, explain=args.explain)

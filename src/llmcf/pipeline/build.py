@@ -41,6 +41,7 @@ def build_pipeline(
     n_threads: int = 1,
     timeout: float | None = None,
     llm_mode: str = "pointwise",
+    learned_options: dict[str, Any] | None = None,
 ) -> Pipeline:
     """A :class:`Pipeline` over a fitted ``model`` with the named re-ranker and explainer.
 
@@ -48,7 +49,8 @@ def build_pipeline(
     qwen2.5-0.5b@q8_0; explanations default to qwen2.5-1.5b when installed) or ``endpoint``
     (``$LLMCF_OPENAI_BASE_URL``/``$LLMCF_LLM_MODEL``); ``llm_mode``: ``pointwise`` or ``choice``
     (:class:`~llmcf.rerank.reranker.LLMReranker`). ``timeout`` bounds every re-rank call (and
-    aborts the local model's decode when it passes).
+    aborts the local model's decode when it passes). ``learned``: the learned second stage
+    over ``model`` (``learned_options``: :class:`~llmcf.rerank.learned.LearnedConfig` fields).
     """
     from llmcf.pipeline.core import item_texts
     from llmcf.rerank.clients import DEFAULT_LOCAL_MODEL, make_llm_client
@@ -58,7 +60,7 @@ def build_pipeline(
     if rerank not in RERANK_CHOICES:
         raise ConfigError(f"unknown re-ranker {rerank!r}; valid: {', '.join(RERANK_CHOICES)}")
     if rerank == "learned":
-        return _learned_pipeline(model, train, explain=explain)
+        return _learned_pipeline(model, train, explain=explain, options=learned_options)
     texts = item_texts(train) if (rerank != "none" or explain) else []
     reranker: Any = None
     client: Any = None
@@ -103,14 +105,16 @@ def build_pipeline(
     )
 
 
-def _learned_pipeline(model: Any, train: Dataset, *, explain: bool) -> Pipeline:
+def _learned_pipeline(
+    model: Any, train: Dataset, *, explain: bool, options: dict[str, Any] | None = None
+) -> Pipeline:
     """The learned second stage over ``model`` (a fitted retriever, refitted inside the
     stage, or a fitted :class:`~llmcf.rerank.learned.LearnedRanker`); its lists come from
     the one ranking path, explanations from the ranker's features (no language model)."""
     from llmcf.rerank.learned import LearnedExplainer, LearnedRanker
 
     if not isinstance(model, LearnedRanker):
-        model = LearnedRanker(retriever=model.name).fit(train)
+        model = LearnedRanker(**{**(options or {}), "retriever": model.name}).fit(train)
     fields = train.item_catalog.fields
     if "title" in fields:
         titles = [str(v) if v is not None else "" for v in fields["title"]]
