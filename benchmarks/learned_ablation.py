@@ -4,7 +4,8 @@ For every fold: the retriever alone, the second stage with every feature family,
 each family removed (``cf``: the feature models' scores and ranks; ``text``: the embedding
 cosines; ``popularity``: popularity, item mean value and recency; with ``--llm``, ``llm``:
 the language model's judgements of the top 20, every variant then trained on the
-``--llm-users`` queries per carve that have them), and with each feature
+``--llm-users`` queries per carve that have them; with ``--profiles DIR``, ``profile``: the
+text cosines of the items' LLM-written profiles), and with each feature
 model removed (``-model:user-knn``: its columns and its scoring, what serving would save). All variants share the
 fold's training queries (one per-user holdout of the training data) and the feature models
 refitted on the whole training fold; each variant is its own ``LearnedRanker`` assembled from
@@ -119,7 +120,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base_cfg.update(
             llm=args.llm, llm_cache=args.llm_cache, llm_train_users=args.llm_users, llm_threads=1
         )
-    full = tuple(f for f in FAMILIES if args.llm or f != "llm")
+    if args.profiles:
+        base_cfg["profiles"] = args.profiles
+    optional = {"llm": bool(args.llm), "profile": bool(args.profiles)}
+    full = tuple(f for f in FAMILIES if optional.get(f, True))
     variants: dict[str, tuple[str, ...]] = {"all": full}
     for fam in full:
         if fam != "retriever":
@@ -259,6 +263,11 @@ def main() -> int:
         "--llm-users", type=int, default=200, help="training queries per carve (llm_train_users)"
     )
     p.add_argument("--llm-cache", default=None, help="JSON-lines cache of the judgements")
+    p.add_argument(
+        "--profiles",
+        default=None,
+        help="add the profile family: the llmcf enrich folder of the data; variants -profile",
+    )
     p.add_argument(
         "--select-carves",
         default=None,

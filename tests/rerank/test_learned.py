@@ -640,3 +640,47 @@ def test_cli_contract_rows_and_learned_options(synth_folder, tmp_path, capsys) -
            "--rerank", "learned", "--embedder", "tfidf", "--learned-option", "n_candidates=7"]  # fmt: skip
     assert main(rec) == 0
     assert "CF top-7 re-ranked by the learned stage" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- the profile family
+def test_profile_family_reads_the_profiles_saves_and_needs_them(tmp_path) -> None:
+    from tests.text.test_profiles import write_profiles
+
+    from llmcf.errors import ModelLoadError
+
+    data = grouped_dataset()
+    folder = tmp_path / "profiles"
+    write_profiles(folder, data)
+    model = small_ranker(families=("profile",), profiles=str(folder)).fit(data)
+    names = feature_names(model.config.feature_models)
+    assert [names[c] for c in model.columns] == [
+        "retriever_score", "retriever_z", "retriever_rank", "profile_mean_cos", "profile_max_cos"
+    ]  # fmt: skip
+    h = training_histories(model, np.arange(4))
+    items, X = model.stage_.features(h, 12)
+    assert np.isfinite(X[:, :, names.index("profile_mean_cos")][items >= 0]).all()
+    # the profiles ("About Movie 3 space.") share the genre words: space users are closer
+    cos = X[0, :, names.index("profile_mean_cos")]
+    space = items[0] % 3 == 0
+    assert cos[space].mean() > cos[~space].mean()
+    model.save(str(tmp_path / "m"))
+    back = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(back.stage_.profile_vectors, model.stage_.profile_vectors)
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(
+        back.recommend_many(users, 5).items, model.recommend_many(users, 5).items
+    )
+    with pytest.raises(ConfigError, match="needs the item profiles"):
+        small_ranker(families=("profile",)).fit(data)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert "profile_vectors" in manifest["arrays"]
+    # a folder that lost its profile vectors does not load
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "m", broken)
+    m2 = json.loads((broken / "manifest.json").read_text())
+    m2["arrays"].pop("profile_vectors")
+    (broken / "manifest.json").write_text(json.dumps(m2))
+    with pytest.raises(ModelLoadError):
+        load_model(broken)

@@ -28,6 +28,10 @@ Feature families (:data:`FAMILIES`; the column names are :func:`feature_names`):
     training interaction to the user's last event (NaN without timestamps; the training
     users' last event, the data's last one for users without training events) and
     ``log1p`` of the user's history length.
+``profile``
+    the two text cosines again, from the embeddings of the items' LLM-written profiles
+    (``llmcf enrich``; the ``profiles`` folder of the stage), NaN without them. Off by
+    default (docs/experiments.md "Learned second stage").
 ``llm``
     the language model's yes/no logit of the candidate and its z-score over the user's
     judged candidates, for the retriever's top 20 (:mod:`llmcf.rerank.llm_feature`; NaN
@@ -64,11 +68,12 @@ __all__ = [
 ]
 
 #: every feature family, in column order
-FAMILIES = ("retriever", "cf", "text", "popularity", "llm")
+FAMILIES = ("retriever", "cf", "text", "popularity", "llm", "profile")
 #: the families the learned stage uses unless told otherwise (chosen on validation,
 #: docs/experiments.md "Learned second stage")
 DEFAULT_FAMILIES = ("retriever", "cf", "text", "popularity")
 _TEXT_COLUMNS = ("text_mean_cos", "text_max_cos")
+_PROFILE_COLUMNS = ("profile_mean_cos", "profile_max_cos")
 _POP_COLUMNS = (
     "log_popularity",
     "item_mean_value",
@@ -86,7 +91,13 @@ def feature_names(models: Sequence[str]) -> list[str]:
     names = ["retriever_score", "retriever_z", "retriever_rank"]
     for m in models:
         names += [f"{m}_score", f"{m}_z", f"{m}_log_rank"]
-    return names + list(_TEXT_COLUMNS) + list(_POP_COLUMNS) + list(LLM_COLUMNS)
+    return [
+        *names,
+        *_TEXT_COLUMNS,
+        *_POP_COLUMNS,
+        *LLM_COLUMNS,
+        *_PROFILE_COLUMNS,
+    ]
 
 
 def family_columns(models: Sequence[str]) -> dict[str, list[int]]:
@@ -95,12 +106,14 @@ def family_columns(models: Sequence[str]) -> dict[str, list[int]]:
     t0 = 3 + n_cf
     p0 = t0 + len(_TEXT_COLUMNS)
     l0 = p0 + len(_POP_COLUMNS)
+    f0 = l0 + len(LLM_COLUMNS)
     return {
         "retriever": [0, 1, 2],
         "cf": list(range(3, t0)),
         "text": list(range(t0, p0)),
         "popularity": list(range(p0, l0)),
-        "llm": list(range(l0, l0 + len(LLM_COLUMNS))),
+        "llm": list(range(l0, f0)),
+        "profile": list(range(f0, f0 + len(_PROFILE_COLUMNS))),
     }
 
 
@@ -163,7 +176,8 @@ class FeatureStage:
     unix seconds of each item's last/first training interaction (NaN: none or no
     timestamps); ``user_last``: per training user; ``ref_time``: the data's last timestamp;
     ``llm``: the :class:`~llmcf.rerank.llm_feature.LLMFeature` of the ``llm`` family (None:
-    its columns are NaN).
+    its columns are NaN); ``profile_vectors``: unit embeddings of the items' profiles (the
+    ``profile`` family; None: NaN).
     """
 
     retriever: Any
@@ -176,6 +190,7 @@ class FeatureStage:
     user_last: np.ndarray
     ref_time: float
     llm: Any = None
+    profile_vectors: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -250,7 +265,7 @@ class FeatureStage:
             finite = np.isfinite(vals)
             cols += [np.where(finite, vals, np.nan), _zscores(vals), np.where(finite, rk, np.nan)]
         # text
-        cols += list(self._text(h, safe))
+        cols += list(self._text(h, safe, self.vectors))
         # popularity and recency
         cols.append(np.log1p(self.popularity[safe]))
         cols.append(self.item_mean[safe])
@@ -268,15 +283,19 @@ class FeatureStage:
             cols += [np.full((b, m), np.nan)] * len(LLM_COLUMNS)
         else:
             judged = self.llm.scores(h, np.where(valid, items, -1))
-            cols += [judged, _zscores(np.where(np.isfinite(judged), judged, -np.inf))]
+            cols += [judged, _zscores(judged)]
+        # the profiles' text
+        if self.profile_vectors is None:
+            cols += [np.full((b, m), np.nan)] * len(_PROFILE_COLUMNS)
+        else:
+            cols += list(self._text(h, safe, self.profile_vectors))
         X = np.stack(cols, axis=2).astype(np.float32)
         X[~valid] = np.nan
         return items, X
 
-    def _text(self, h: Histories, safe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine of each candidate to the user's mean history vector, and the largest
-        cosine to one history item (one small product per user)."""
-        V = self.vectors
+    def _text(self, h: Histories, safe: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine (unit rows ``V``) of each candidate to the user's mean history vector, and
+        the largest cosine to one history item (one small product per user)."""
         b, m = safe.shape
         vals = h.values
         mean_cos = np.zeros((b, m))

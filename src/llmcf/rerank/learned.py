@@ -382,6 +382,7 @@ class LearnedRanker(Model):
         self._embedder = embedder
         self._llm_client = llm_client
         self._llm: Any = None  # the LLMFeature, built on first use
+        self._profile_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.llm_texts_: list[str] = []
         self.mu_ = None
         self.stage_: FeatureStage | None = None
@@ -436,6 +437,8 @@ class LearnedRanker(Model):
         models = _fit_models([cfg.retriever, *cfg.feature_models], dataset)
         feats = {name: models[name] for name in cfg.feature_models}
         stage = FeatureStage.build(models[cfg.retriever], feats, vectors, dataset)
+        if "profile" in cfg.families:
+            stage.profile_vectors = self._profile_vectors(dataset)
         if "llm" in cfg.families:
             if not self.llm_texts_:
                 from llmcf.pipeline.core import item_texts
@@ -444,6 +447,25 @@ class LearnedRanker(Model):
                 self.llm_texts_ = [t[:MAX_TEXT_CHARS] for t in item_texts(dataset)]
             stage.llm = self.llm_feature()
         return stage
+
+    def _profile_vectors(self, dataset: Dataset) -> np.ndarray:
+        """Unit embeddings of the items' profiles (the ``profile`` family), computed once
+        per catalog (the carves of a fit share it)."""
+        from llmcf.rerank.features import item_text_vectors
+
+        cfg = self.config
+        if cfg.profiles is None:
+            raise ConfigError(
+                "the profile feature family needs the item profiles: profiles=DIR "
+                "(llmcf enrich --out DIR), e.g. --profiles DIR or --learned-option profiles=DIR"
+            )
+        key = (id(dataset.item_catalog), dataset.n_items)
+        cached = self._profile_cache
+        if cached is None or cached[0] != key:
+            emb = self._embedder if self._embedder is not None else cfg.embedder
+            cached = (key, item_text_vectors(dataset, emb, "profile", cfg.profiles))
+            self._profile_cache = cached
+        return cached[1]
 
     def llm_feature(self) -> Any:
         """The :class:`~llmcf.rerank.llm_feature.LLMFeature` of the ``llm`` family (built
@@ -688,6 +710,8 @@ class LearnedRanker(Model):
             "user_last": st.user_last,
             "ranker": np.frombuffer(self.ranker_text_.encode("utf-8"), dtype=np.uint8),
         }
+        if st.profile_vectors is not None:
+            arrays["profile_vectors"] = st.profile_vectors
         for k, (_, model) in enumerate(self._sub_models()):
             for key, value in model._arrays().items():
                 if key not in _INTERACTIONS:
@@ -725,6 +749,14 @@ class LearnedRanker(Model):
                 raise ModelLoadError(f"{key} has shape {arrays[key].shape}, expected ({n_items},)")
         if arrays["vectors"].ndim != 2 or arrays["vectors"].shape[0] != n_items:
             raise ModelLoadError(f"vectors have shape {arrays['vectors'].shape}")
+        profile = arrays.get("profile_vectors")
+        if "profile" in cfg.families and (
+            profile is None or profile.ndim != 2 or profile.shape[0] != n_items
+        ):
+            raise ModelLoadError(
+                "the saved stage uses the profile family but its profile_vectors are "
+                + ("missing" if profile is None else f"of shape {profile.shape}")
+            )
         self.stage_ = FeatureStage(
             built[cfg.retriever],
             {n: built[n] for n in cfg.feature_models},
@@ -735,6 +767,7 @@ class LearnedRanker(Model):
             arrays["item_first"],
             arrays["user_last"],
             float(state["ref_time"]),
+            profile_vectors=profile,
         )
         self.ranker_text_ = arrays["ranker"].tobytes().decode("utf-8")
         self.fit_info_ = dict(state.get("fit_info") or {})
@@ -756,6 +789,7 @@ _FAMILY_PHRASES = {
     "text": "this is close to it in content",
     "popularity": "this is popular among recent users",
     "llm": "the language model judged this a match for it",
+    "profile": "its description is close to this one's",
 }
 
 
@@ -807,7 +841,7 @@ class LearnedExplainer:
                     )
                 )
                 continue
-            support = text if fam in ("text", "llm") else co
+            support = text if fam in ("text", "llm", "profile") else co
             liked = values >= values.mean() - 1e-9  # cite what the user liked (>= their mean)
             best = int(np.argmax(np.where(liked, support + 1e-9 * values, -np.inf)))
             did = f"rated {{}} {values[best]:g}" if scale is not None else "chose {}"

@@ -3,7 +3,7 @@
 Endpoints (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
 
 ==========================================  ===================================================
-GET  /v1/users/{user_id}/recommendations    top-n with stored events folded in; ?n=&rerank=&explain=
+GET  /v1/users/{user_id}/recommendations    top-n with stored events folded in; ?n=&rerank=false|true|learned&explain=
 GET  /v1/items/{item_id}/similar            similar items; ?n=
 POST /v1/predictions                        {"pairs": [{user_id, item_id}, ...]}
 POST /v1/events                  (API key)  {"events": [{user_id, item_id, type, value?, timestamp?, event_id?, item_text?}]}
