@@ -72,7 +72,7 @@ class LearnedConfig:
     leave-last-out test; carve k holds out the last interaction before the k later ones,
     which it drops); n_carves: how many carves make training queries (each fits the feature
     models once more); max_train_users: cap on training queries (seeded sample); gate: keep
-    the retriever's order when the ranker's NDCG@10 on the early-stopping queries is not
+    the retriever's order when the ranker's NDCG@10 on the held-out users' queries is not
     above the retriever order's on the same queries (the data says the stage does not
     help); llm*: the ``llm`` family (:mod:`llmcf.rerank.llm_feature`): the client spec
     (:func:`~llmcf.rerank.clients.make_llm_client`), how many top candidates are judged, the
@@ -269,8 +269,8 @@ def train_ranker(
     item features (popularity, ...) can memorise, so scoring a carve that was trained on
     would reward memorising. Then the ranker is retrained on every query for that many
     rounds. Empty text with fewer than MIN_QUERIES queries, and (``config.gate``) when the
-    probe's NDCG@10 on the early-stopping queries is not above the retriever order's there
-    (``info`` has both).
+    probe's NDCG@10 on every query of the held-out users (all carves) is not above the
+    retriever order's there (``info`` has both).
     """
     if len(ts.group) < MIN_QUERIES:
         return "", {"n_queries": float(len(ts.group))}
@@ -300,9 +300,12 @@ def train_ranker(
         callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
     )
     best = int(probe.best_iteration or config.n_estimators)
-    pred = np.asarray(probe.predict(stop.X[:, cols], num_iteration=best), dtype=np.float64)
-    score = group_ndcg(pred, stop.y, stop.group, 10)
-    retriever = group_ndcg(-stop.X[:, ts.names.index("retriever_rank")], stop.y, stop.group, 10)
+    # the gate scores every query of the held-out users (all carves: 3x the early-stopping
+    # queries, the earlier carves never trained on nor stopped on)
+    held = ts.take(is_valid)
+    pred = np.asarray(probe.predict(held.X[:, cols], num_iteration=best), dtype=np.float64)
+    score = group_ndcg(pred, held.y, held.group, 10)
+    retriever = group_ndcg(-held.X[:, ts.names.index("retriever_rank")], held.y, held.group, 10)
     info = {
         "n_queries": float(q),
         "best_iteration": float(best),
