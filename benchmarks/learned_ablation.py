@@ -13,9 +13,10 @@ them and ranked through the one ranking path (``recommend_many``), so the number
 the model serves. The full variant is checked against ``LearnedRanker.fit`` on the first
 fold (the same lists).
 
-Validation (the choice of families): the NDCG@10 of each variant on the queries early
-stopping scores (held-out users of the last carve, which that model was not trained on before
-its final refit) and of the retriever's order of the same candidates. Test: NDCG@10 / Recall@10 over the fold's users with a relevant test item
+Validation (the choice of families): the NDCG@10 of each variant on the queries its gate
+scores (every carve's queries of the held-out users, whom that model was not trained on
+before its final refit; ``validation_ndcg@10`` of ``LearnedRanker.fit_info_``) and of the
+retriever's order of the same candidates. Test: NDCG@10 / Recall@10 over the fold's users with a relevant test item
 (full ranking over unseen items), pooled over folds; each difference to the retriever and
 to the full stage gets a paired t-test and a Wilcoxon signed-rank test over (fold, user)
 pairs, with a 95% t confidence interval of the mean difference.
@@ -150,14 +151,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ts = proto.training_data(train, vectors)
         assert ts is not None
         stage = proto.build_stage(train, vectors)
-        # the early-stopping queries of train_ranker (held-out users of the last carve)
-        carve = ts.carves()
-        stop = ts.take(validation_queries(ts.users, 0) & (carve == carve.max()))
+        # the gate's queries of train_ranker: every carve's queries of the held-out users
+        held = ts.take(validation_queries(ts.users, 0))
         retr_items = stage.retriever.recommend_many(users, n).items
         per_user["retriever"]["ndcg"].append(ndcg_at_n(retr_items, rel[users], n))
         per_user["retriever"]["recall"].append(recall_at_n(retr_items, rel[users], n))
         rank_col = ts.names.index("retriever_rank")
-        validation["retriever"].append(group_ndcg(-stop.X[:, rank_col], stop.y, stop.group, n))
+        validation["retriever"].append(group_ndcg(-held.X[:, rank_col], held.y, held.group, n))
         row: dict[str, Any] = {"fold": fold.name, "n_users": len(users), "n_queries": len(ts.group)}
         for name, fams in variants.items():
             if name.startswith("-model:"):  # one feature model removed: its columns and scorer
