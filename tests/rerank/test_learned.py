@@ -234,10 +234,17 @@ def test_pipeline_and_evaluate_rows(fitted) -> None:
     n=st.integers(1, 14),
     m=st.integers(1, 12),
     retriever=st.sampled_from(["ease", "item-knn", "user-knn"]),
+    with_llm=st.booleans(),
 )
-def test_no_invented_duplicated_or_missing_item(seed: int, n: int, m: int, retriever: str) -> None:
+def test_no_invented_duplicated_or_missing_item(
+    seed: int, n: int, m: int, retriever: str, with_llm: bool
+) -> None:
     data = grouped_dataset(n_users=30, n_items=15, seed=seed)
-    model = small_ranker(n_candidates=m, retriever=retriever).fit(data)
+    extra = {"families": ALL_FAMILIES, "llm_candidates": 3} if with_llm else {}
+    model = small_ranker(n_candidates=m, retriever=retriever, **extra)
+    if with_llm:  # a scripted judge that also answers garbage for some users
+        model._llm_client = genre_llm(garbage_every=4)
+    model.fit(data)
     users = np.arange(-1, data.n_users)
     recs = model.recommend_many(users, n)
     h = training_histories(model, users)
@@ -390,11 +397,17 @@ def test_real_minilm_text_features(tmp_path, monkeypatch) -> None:
 
 
 # ---------------------------------------------------------------------- the llm family
-def genre_llm() -> object:
-    """A scripted model that says yes to candidates of the genre most of the history shows."""
+def genre_llm(garbage_every: int = 0) -> object:
+    """A scripted model that says yes to candidates of the genre most of the history shows
+    (``garbage_every``: every k-th call answers the wrong number of scores)."""
     from tests.rerank.fakes import FakeLLM
 
+    calls = [0]
+
     def yes_no(prompt: object) -> np.ndarray:
+        calls[0] += 1
+        if garbage_every and calls[0] % garbage_every == 0:
+            return np.zeros(len(prompt.candidates) + 1)  # type: ignore[attr-defined]
         liked = prompt.history  # type: ignore[attr-defined]
         genre = max(GENRES, key=liked.count)
         return np.array([3.0 if genre in c else -3.0 for c in prompt.candidates])  # type: ignore[attr-defined]
