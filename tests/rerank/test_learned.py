@@ -113,6 +113,9 @@ def test_config_rejects_bad_options() -> None:
     with pytest.raises(ConfigError, match="itself"):
         LearnedConfig(retriever="learned")
     assert LearnedConfig(families=("text",)).families == ("retriever", "text")
+    # the default: the four families validation chose, and profile when profiles exist
+    assert LearnedConfig().families == ("retriever", "cf", "text", "popularity")
+    assert LearnedConfig(profiles="p").families[-1] == "profile"
 
 
 def test_fit_trains_a_ranker_and_lists_come_from_the_candidates(fitted) -> None:

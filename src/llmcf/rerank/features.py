@@ -69,8 +69,9 @@ __all__ = [
 
 #: every feature family, in column order
 FAMILIES = ("retriever", "cf", "text", "popularity", "llm", "profile")
-#: the families the learned stage uses unless told otherwise (chosen on validation,
-#: docs/experiments.md "Learned second stage")
+#: the families the learned stage uses unless told otherwise, plus ``profile`` when it has
+#: a profiles folder (chosen on validation, docs/experiments.md "Learned second stage";
+#: ``llm`` is off: it did not help on validation)
 DEFAULT_FAMILIES = ("retriever", "cf", "text", "popularity")
 _TEXT_COLUMNS = ("text_mean_cos", "text_max_cos")
 _PROFILE_COLUMNS = ("profile_mean_cos", "profile_max_cos")

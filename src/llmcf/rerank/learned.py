@@ -45,7 +45,13 @@ from llmcf.errors import ConfigError, ModelLoadError
 from llmcf.ranking.lists import SOURCE_MODEL
 from llmcf.ranking.path import training_histories
 from llmcf.registry import register
-from llmcf.rerank.features import FAMILIES, FeatureStage, family_columns, feature_names
+from llmcf.rerank.features import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    FeatureStage,
+    family_columns,
+    feature_names,
+)
 
 if TYPE_CHECKING:
     from llmcf.data.dataset import Dataset
@@ -64,7 +70,9 @@ class LearnedConfig:
 
     retriever: the model whose top ``n_candidates`` are re-ranked; feature_models: the CF
     models whose scores and ranks are features; families: the feature families used
-    (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used);
+    (:data:`~llmcf.rerank.features.FAMILIES`; ``retriever`` is always used; empty: the
+    default, :data:`~llmcf.rerank.features.DEFAULT_FAMILIES` and ``profile`` when
+    ``profiles`` is set);
     embedder: the text embedder spec; item_text/profiles: which item text is embedded
     (:func:`~llmcf.rerank.features.item_text_vectors`); holdout: the share of each user's
     training interactions held out as labels (``carve="random"``); carve: ``"random"``
@@ -85,7 +93,7 @@ class LearnedConfig:
     retriever: str = "ease"
     n_candidates: int = 50
     feature_models: tuple[str, ...] = ("item-knn", "user-knn", "ease")
-    families: tuple[str, ...] = ("retriever", "cf", "text", "popularity")
+    families: tuple[str, ...] = ()
     embedder: str = "minilm"
     item_text: str = "catalog"
     profiles: str | None = None
@@ -111,7 +119,10 @@ class LearnedConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_models", tuple(self.feature_models))
-        fams = tuple(dict.fromkeys(("retriever", *self.families)))
+        chosen = self.families
+        if not chosen:  # the default: what validation chose (docs/experiments.md)
+            chosen = DEFAULT_FAMILIES + (("profile",) if self.profiles else ())
+        fams = tuple(dict.fromkeys(("retriever", *chosen)))
         object.__setattr__(self, "families", fams)
         bad = [f for f in fams if f not in FAMILIES]
         if bad:
