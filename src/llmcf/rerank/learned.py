@@ -149,13 +149,9 @@ class LearnedConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LearnedConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown learned-stage option {unknown[0]!r}; valid: {sorted(known)}"
-            )
-        return cls(**values)
+        from llmcf.options import config_from_dict
+
+        return config_from_dict(cls, values, "learned-stage")
 
 
 _CONTROLLER: list[Any] = []
