@@ -13,6 +13,10 @@ with a relevant item:
   validation split of the *training* data (:func:`llmcf.pipeline.tune_weight`, never the test
   set), the LLM order alone (w = 1) and, for scale, a random order of the same candidates.
 
+The pointwise latency is also the cost of the learned stage's ``llm`` feature family (the same
+``yes_no`` call over the top 20); ``python benchmarks/learned_latency.py --llm
+local:qwen2.5-0.5b`` measures it inside the stage (docs/benchmarks.md).
+
 Example::
 
     export LLMCF_DATA_DIR=/work/shared/data
