@@ -468,9 +468,9 @@ def _learned_row(
     (``cand``: the candidate items, None: all; the retriever's top M come from them)."""
     from llmcf.models import make_model
 
-    opts = {**options, **learned, "retriever": name}
-    opts["learned_options"] = {**(opts.get("learned_options") or {}), "retriever": name}
-    model = make_model("learned", **opts)
+    # the stage's own options win over the shared ones (LearnedRanker.from_options)
+    own = {**(options.get("learned_options") or {}), **learned, "retriever": name}
+    model = make_model("learned", **{**options, "learned_options": own})
     t0 = time.perf_counter()
     model.fit(train)
     fit_s = time.perf_counter() - t0
